@@ -1,0 +1,243 @@
+"""The one base stream: every stream of the tap is an AnalyticsStream with a Resource."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+import typing as t
+from urllib.parse import urlparse
+
+import requests
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.streams import RESTStream
+
+from tap_analytics.auth import ClientCredentialsAuthenticator, TokenRefusedError
+from tap_analytics.fanout import fan_out
+from tap_analytics.pagination import build_paginator
+from tap_analytics.payload import body_of, records_of
+from tap_analytics.redact import redact
+
+if t.TYPE_CHECKING:
+    from singer_sdk.helpers.types import Context
+    from singer_sdk.pagination import BaseAPIPaginator
+
+    from tap_analytics.resources import Resource
+    from tap_analytics.settings import Settings
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER_SECONDS = 120.0
+JITTER_SHARE = 0.1
+
+
+class PartitionGoneError(FatalAPIError):
+    """A child listing answered 404: its parent was deleted after it was listed."""
+
+
+def retry_after_seconds(exc: BaseException | None) -> float | None:
+    """The wait a 429/5xx asked for in `Retry-After` (seconds or an HTTP date)."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+class AnalyticsStream(RESTStream[t.Any]):
+    """Shared behaviour of all streams; a subclass only names its `resource`."""
+
+    resource: t.ClassVar[Resource]
+    STATE_MSG_FREQUENCY = 1000
+
+    def __init__(self, tap: t.Any, schema: dict | None = None) -> None:
+        resource = self.resource
+        super().__init__(tap=tap, name=resource.name, schema=schema, path=resource.path)
+        self.primary_keys = list(resource.primary_key)
+        self.replication_key = resource.replication_key
+        if resource.parent is not None:
+            self.state_partitioning_keys = []
+        self._pending_partitions: list[dict] = []
+
+    # --- configuration -------------------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        return self._tap.settings
+
+    @property
+    def url_base(self) -> str:
+        return self.settings.url_base
+
+    @property
+    def authenticator(self) -> t.Any:
+        return self._tap.authenticator
+
+    @property
+    def requests_session(self) -> requests.Session:
+        return self._tap.sessions.get()
+
+    @property
+    def timeout(self) -> float:  # type: ignore[override]
+        return self.settings.request_timeout
+
+    @property
+    def is_sorted(self) -> bool:
+        """Incremental listings come ordered by updated_at, ties by id (API.md)."""
+        return self.replication_key is not None and self.resource.parent is None
+
+    @property
+    def page_size(self) -> int:
+        return self.resource.paginator.limit or self.settings.page_size
+
+    # --- requests ------------------------------------------------------------------
+
+    def get_new_paginator(self) -> BaseAPIPaginator:
+        return build_paginator(self.resource.paginator, self.page_size,
+                               self.resource.data_selector)
+
+    def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
+        resource = self.resource
+        spec = resource.paginator
+        params: dict[str, t.Any] = dict(resource.params)
+        if spec.type != "single_page":
+            params[spec.limit_param] = self.page_size
+        if spec.type == "offset":
+            params[spec.offset_param] = next_page_token or 0
+        elif spec.type == "cursor" and next_page_token:
+            params[spec.cursor_param] = next_page_token
+        if resource.incremental_param:
+            start = self.get_starting_timestamp(context)
+            if start is not None:
+                params[resource.incremental_param] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return params
+
+    def parse_response(self, response: requests.Response) -> list[dict]:
+        return records_of(response, self.resource.data_selector)
+
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        message = f"{self.name}: {self._describe(response)}"
+        if status in TRANSIENT_STATUSES or status >= 500:
+            raise RetriableAPIError(message, response)
+        if status == 401 and isinstance(self.authenticator, ClientCredentialsAuthenticator):
+            token = self.authenticator.current_token(response.request)
+            raise TokenRefusedError(message, token)
+        if status == 404 and self.resource.parent is not None:
+            raise PartitionGoneError(message)
+        raise FatalAPIError(message)
+
+    def _describe(self, response: requests.Response) -> str:
+        detail = ""
+        try:
+            body = body_of(response)
+        except FatalAPIError:
+            body = None
+        if isinstance(body, dict):
+            parts = [str(body[k]) for k in ("error", "message") if isinstance(body.get(k), str)]
+            detail = ": " + " - ".join(parts) if parts else ""
+        path = urlparse(response.url).path
+        return f"GET {path} answered {response.status_code} {response.reason}{detail}"
+
+    def request_decorator(self, func: t.Callable) -> t.Callable:
+        """Renew a refused OAuth token once per attempt; mask secrets in transport errors."""
+
+        def attempt(prepared: requests.PreparedRequest, context: Context | None) -> t.Any:
+            try:
+                try:
+                    return func(prepared, context)
+                except TokenRefusedError as exc:
+                    self.authenticator.invalidate(exc.token)
+                    self.logger.warning("%s: access token refused, renewing it once", self.name)
+                    return func(prepared, context)
+            except requests.RequestException as exc:
+                # urllib3 puts the full URL, query string and key included, in its messages
+                raise type(exc)(f"{self.name}: {redact(str(exc))}") from None
+
+        return super().request_decorator(attempt)
+
+    # --- retries -------------------------------------------------------------------
+
+    def backoff_max_tries(self) -> int:
+        return self.settings.max_retries + 1
+
+    def backoff_wait_generator(self) -> t.Generator[float, t.Any, None]:
+        """factor * 2**(n-1) before retry n, or exactly what Retry-After asks for."""
+        factor = self.settings.backoff_factor
+        exc = yield  # type: ignore[misc]
+        retry = 0
+        while True:
+            asked = retry_after_seconds(exc)
+            if asked is not None:
+                wait = asked
+            else:
+                base = factor * 2**retry
+                wait = base + random.uniform(0, min(1.0, base * JITTER_SHARE))
+            retry += 1
+            exc = yield wait
+
+    def backoff_jitter(self, value: float) -> float:
+        return value  # jitter is added by backoff_wait_generator, never to Retry-After
+
+    def backoff_handler(self, details: t.Any) -> None:
+        exc = details.get("exception")
+        response = getattr(exc, "response", None)
+        cause = f"status {response.status_code}" if response is not None else type(exc).__name__
+        self.log(
+            "%s: GET %s failed (%s); retry %d of %d in %.2fs",
+            self.name, self.path, cause, details.get("tries", 0),
+            self.settings.max_retries, details.get("wait", 0.0), level=logging.WARNING,
+        )
+
+    # --- records -------------------------------------------------------------------
+
+    def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        try:
+            if self.resource.parent is None:
+                yield from self.request_records(context)
+            else:
+                partitions, self._pending_partitions = self._pending_partitions, []
+                yield from fan_out(partitions, self._partition_records,
+                                   self.settings.max_concurrency)
+        except Exception:
+            self._write_state_message()  # keep what was finished before failing
+            raise
+        self._sync_collected_children()
+
+    def _partition_records(self, context: dict) -> t.Iterator[dict]:
+        """One child listing, each record stamped with its parent's key."""
+        try:
+            for record in self.request_records(context):
+                record.update(context)
+                yield record
+        except PartitionGoneError as exc:
+            self.logger.warning("%s; skipping %s (its parent is gone)", exc, context)
+
+    def generate_child_contexts(self, record: dict, context: Context | None
+                                ) -> t.Iterable[Context | None]:
+        """Collect child partitions instead of syncing each child per record."""
+        for child in self.child_streams:
+            spec = child.resource.parent
+            if spec.field not in record:
+                msg = f"{self.name}: record has no {spec.field!r} for child {child.name!r}"
+                raise FatalAPIError(msg)
+            child._pending_partitions.append({spec.placeholder: record[spec.field]})
+        return ()
+
+    def _sync_collected_children(self) -> None:
+        for child in self.child_streams:
+            if child.selected or child.has_selected_descendents:
+                child.sync()
+            child._pending_partitions = []
