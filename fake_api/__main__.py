@@ -1,0 +1,47 @@
+"""`python -m fake_api`: start the fake Analytics API on a free loopback port and say which."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from fake_api.server import FakeAPI, Rule, serve
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m fake_api", description=__doc__)
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--scale", type=int, default=1000, help="records per big stream")
+    parser.add_argument("--segments", type=int, default=10)
+    parser.add_argument("--segment-size", type=int, default=None)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--api-key", default="test-key")
+    parser.add_argument("--token-ttl", type=int, default=3600)
+    parser.add_argument("--fault", action="append", default=[],
+                        help='a JSON fault rule, e.g. {"path": "/v1/contacts", "kind": "503"}')
+    parser.add_argument("--port-file", help="also write the port to this file")
+    args = parser.parse_args(argv)
+    api = FakeAPI(scale=args.scale, segments=args.segments, segment_size=args.segment_size,
+                  api_key=args.api_key, token_ttl=args.token_ttl, latency_ms=args.latency_ms,
+                  rules=[Rule(**json.loads(rule)) for rule in args.fault])
+    server = serve(api, port=args.port)
+    port = server.server_port
+    if args.port_file:
+        with open(args.port_file, "w") as handle:
+            handle.write(str(port))
+    print(f"fake-api listening on http://127.0.0.1:{port}", flush=True)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    server.shutdown()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+"""Deterministic generated data for every endpoint of API.md, at a chosen scale."""
+
+from __future__ import annotations
+
+import datetime
+import typing as t
+from dataclasses import dataclass, field
+
+EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+TIES = 3  # records share updated_at in groups of this size, to exercise tie order
+
+
+def ts(seconds: float) -> str:
+    return (EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", None]
+LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"]
+STATES = ["open", "closed", "snoozed"]
+
+
+def _overview(kind: str) -> t.Callable[[int], dict]:
+    def make(i: int) -> dict:
+        record = {"id": f"{kind}_{i:05d}", "name": f"{kind.title()} {i}",
+                  "current_timestamp": ts(86400 * 30 + i)}
+        if kind == "account":
+            record |= {"open_conversations": i * 3 % 17, "closed_conversations": i * 7 % 23,
+                       "median_first_response_seconds": None if i % 4 == 0 else 12.5 + i,
+                       "customer_satisfaction_score": round(3.5 + (i % 3) * 0.5, 1)}
+        elif kind == "agents":
+            record |= {"agents_online": i % 9, "agents_away": i % 4, "agents_total": 12,
+                       "team_id": f"team_{i % 12:05d}"}
+        else:
+            record |= {"queue_size": i % 11, "longest_wait_seconds": float(i % 300),
+                       "agents_available": i % 5}
+        return record
+    return make
+
+
+def _conversation(i: int) -> dict:
+    return {"id": f"conv_{i:07d}", "created_at": ts(i * 50), "state": STATES[i % 3],
+            "customer_id": f"cust_{i % 997:05d}", "assignee_id": None if i % 5 == 0 else
+            f"agent_{i % 40:03d}", "team_id": f"team_{i % 12:05d}", "subject": f"Question {i}",
+            "message_count": 1 + i % 9, "is_read": i % 2 == 0, "tags": ["vip"] if i % 7 == 0
+            else [], "priority_score": i % 5}  # priority_score: a field no schema lists
+
+
+def _contact(i: int) -> dict:
+    record = {"id": f"contact_{i:07d}", "created_at": ts(i * 40),
+              "email": f"contact{i}@example.org", "name": f"Contact {i}",
+              "customer_id": f"cust_{i % 997:05d}", "company_id": f"company_{i % 50:05d}",
+              "role": "lead" if i % 3 else "user", "last_seen_at": None if i % 6 == 0 else
+              ts(i * 40 + 3600), "custom_attributes": {"plan": "pro" if i % 2 else "free"}}
+    if i % 4:
+        record["phone"] = f"+1555{i:07d}"  # nullable fields may be omitted
+    return record
+
+
+def _part(i: int) -> dict:
+    return {"id": f"part_{i:07d}", "conversation_id": f"conv_{i // 3:07d}",
+            "created_at": ts(i * 20), "part_type": "comment" if i % 4 else "note",
+            "author_id": f"agent_{i % 40:03d}", "author_type": "admin" if i % 2 else "user",
+            "body": None if i % 10 == 0 else f"Reply number {i}"}
+
+
+def _company(i: int) -> dict:
+    return {"id": f"company_{i:05d}", "name": f"Company {i}", "created_at": ts(i * 3600),
+            "industry": None if i % 5 == 0 else ["retail", "saas", "health"][i % 3],
+            "employee_count": 10 + i * 3, "monthly_spend": None if i % 6 == 0 else
+            100 + i * 1.25, "website": f"https://company{i}.example.org",
+            "plan": "enterprise" if i % 4 == 0 else "growth"}
+
+
+def _person(i: int) -> dict:
+    return {"id": f"person_{i:07d}", "email": f"person{i}@example.org",
+            "first_name": FIRST[i % len(FIRST)], "last_name": LAST[i % len(LAST)],
+            "created_at": ts(i * 30), "account_id": None if i % 8 == 0 else 1 + i % 25,
+            "title": None if i % 3 == 0 else "Engineer"}
+
+
+def _generic(prefix: str, extra: t.Callable[[int], dict]) -> t.Callable[[int], dict]:
+    return lambda i: {"id": f"{prefix}_{i:05d}", **extra(i)}
+
+
+SMALL = {
+    "teams": _generic("team", lambda i: {"name": f"Team {i}", "member_count": 3 + i % 6,
+                                          "created_at": ts(i * 999)}),
+    "schemas": _generic("schema", lambda i: {"name": ["person", "account", "deal", "event"][i],
+                                              "object_type": "standard" if i < 2 else "custom",
+                                              "field_count": 5 + i, "created_at": ts(i)}),
+    "account_tags": _generic("tag", lambda i: {"name": f"tag-{i}", "color": None if i % 4 == 0
+                                                else "#33aa55", "created_at": ts(i * 77)}),
+    "fields": _generic("field", lambda i: {"name": f"field_{i}", "label": f"Field {i}",
+                                            "data_type": ["string", "number", "date"][i % 3],
+                                            "is_custom": i % 2 == 1}),
+    "segments": _generic("segment", lambda i: {"name": f"Segment {i}", "description": None
+                                                if i % 3 == 0 else f"People group {i}",
+                                                "created_at": ts(i * 500)}),
+}
+
+
+def _account(i: int) -> dict:
+    return {"id": 1 + i, "name": f"Account {1 + i}", "created_at": ts(i * 7200),
+            "domain": f"account{1 + i}.example.org", "owner_email": None if i % 5 == 0 else
+            f"owner{i}@example.org"}
+
+
+def _resource(i: int) -> dict:
+    return {"id": f"res_{i:06d}", "customer_id": f"cust_{i % 997:05d}", "user_key": f"uk{i}",
+            "value": i * 2, "created_at": ts(i * 10)}
+
+
+INCREMENTAL = {"conversations": _conversation, "contacts": _contact,
+               "conversation_parts": _part, "companies": _company, "peoples": _person}
+PATHS = {
+    "account_overview": "/v1/account_overview", "agents_overview": "/v1/agents_overview",
+    "current_queue_activity": "/v1/current_queue_activity", "conversations": "/v1/conversations",
+    "contacts": "/v1/contacts", "conversation_parts": "/v1/conversation_parts",
+    "teams": "/v1/teams", "companies": "/v1/companies", "schemas": "/v1/schemas",
+    "peoples": "/v1/people/all", "accounts": "/v1/accounts", "account_tags": "/v1/tags-management",
+    "segments": "/v1/segments", "fields": "/v1/fields", "resource": "/v1/resource",
+}
+ENVELOPE = {"schemas": "objects", "peoples": "people", "accounts": None, "account_tags": "tags",
+            "segments": "segments", "fields": "items", "resource": "data"}
+UNPAGED = {"schemas", "accounts", "account_tags", "segments", "fields"}
+
+
+@dataclass
+class Dataset:
+    """All records of the fake API; incremental listings kept ordered by (updated_at, id)."""
+
+    scale: int = 1000
+    segments: int = 10
+    segment_size: int | None = None
+    tables: dict[str, list[dict]] = field(default_factory=dict)
+    members: dict[str, list[int]] = field(default_factory=dict)
+    clock: float = 0.0
+    generation: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.scale
+        sizes = {"conversations": n, "contacts": n, "conversation_parts": n,
+                 "companies": max(5, n // 10), "peoples": n}
+        for name, make in INCREMENTAL.items():
+            rows = []
+            for i in range(sizes[name]):
+                record = make(i)
+                record["updated_at"] = ts(i // TIES * 60)
+                rows.append(record)
+            self.tables[name] = rows
+        self.clock = (max(sizes.values()) // TIES + 1) * 60
+        small = max(3, n // 100)
+        for kind, name in (("account", "account_overview"), ("agents", "agents_overview"),
+                           ("queue", "current_queue_activity")):
+            self.tables[name] = [_overview(kind)(i) for i in range(small)]
+        counts = {"teams": 12, "schemas": 4, "account_tags": 15, "fields": 30,
+                  "segments": self.segments}
+        for name, make in SMALL.items():
+            self.tables[name] = [make(i) for i in range(counts[name])]
+        self.tables["accounts"] = [_account(i) for i in range(25)]
+        self.tables["resource"] = [_resource(i) for i in range(max(10, n // 4))]
+        people = len(self.tables["peoples"])
+        size = self.segment_size or max(1, min(people, 2 * n // max(1, self.segments)))
+        for s, segment in enumerate(self.tables["segments"]):
+            start = (s * 37) % people
+            self.members[segment["id"]] = [(start + k) % people for k in range(size)]
+            segment["person_count"] = size
+
+    def segment_people(self, segment_id: str) -> list[dict] | None:
+        if segment_id not in self.members:
+            return None
+        people = self.tables["peoples"]
+        keep = ("id", "email", "first_name", "last_name", "created_at", "updated_at")
+        return [{k: people[i][k] for k in keep} for i in self.members[segment_id]]
+
+    def listing(self, name: str) -> list[dict]:
+        return self.tables[name]
+
+    def mutate(self, updates: int, inserts: int, streams: t.Iterable[str] | None = None
+               ) -> dict[str, dict[str, list[str]]]:
+        """Change `updates` records and add `inserts` per incremental stream; say which."""
+        self.generation += 1
+        self.clock += 3600
+        changed: dict[str, dict[str, list[str]]] = {}
+        for name in streams or INCREMENTAL:
+            rows = self.tables[name]
+            if not rows:
+                continue
+            step = max(1, len(rows) // max(1, updates))
+            picked = [rows[(k * step + self.generation) % len(rows)] for k in range(updates)]
+            picked = list({r["id"]: r for r in picked}.values())
+            for record in picked:
+                record["updated_at"] = ts(self.clock)
+                _touch(record, self.generation)
+            new = []
+            for k in range(inserts):
+                record = INCREMENTAL[name](len(rows) + k)
+                record["updated_at"] = ts(self.clock + 60)
+                new.append(record)
+            rows.extend(new)
+            rows.sort(key=lambda r: (r["updated_at"], r["id"]))
+            changed[name] = {"updated": [r["id"] for r in picked],
+                             "inserted": [r["id"] for r in new]}
+        return changed
+
+    def all_ids(self) -> dict[str, list]:
+        """Primary keys per stream, as the tap should deliver them."""
+        ids = {name: [r["id"] for r in rows] for name, rows in self.tables.items()}
+        ids["segment_people"] = [[sid, people[i]["id"]] for sid, members in self.members.items()
+                                 for people in [self.tables["peoples"]] for i in members]
+        return ids
+
+
+def _touch(record: dict, generation: int) -> None:
+    for key in ("subject", "name", "body", "email", "industry"):
+        if isinstance(record.get(key), str):
+            record[key] = f"{record[key].split(' (edit')[0]} (edit {generation})"
+            return

@@ -1,0 +1,285 @@
+"""The fake Analytics API server: real HTTP on loopback, API.md's contract, injectable faults.
+
+Admin endpoints (no auth) let tests steer it:
+  GET  /_admin/ids        primary keys per stream         POST /_admin/faults   {"rules": [...]}
+  GET  /_admin/requests   the request log                 POST /_admin/mutate   {"updates", "inserts"}
+  POST /_admin/reset      clear log and faults            POST /_admin/revoke   revoke all tokens
+  POST /_admin/delete_segment {"id"}                      POST /_admin/config   {"latency_ms", ...}
+A fault rule: {"path": "/v1/contacts", "kind": "503", "times": 1, "after": 0,
+               "retry_after": "0"}; kinds: 429 500 502 503 504 401 403 404 drop timeout
+nonjson truncated wrongshape empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import threading
+import time
+import typing as t
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from fake_api.data import ENVELOPE, PATHS, UNPAGED, Dataset
+
+BY_PATH = {path: name for name, path in PATHS.items()}
+TOTAL_STREAMS = {"conversations", "contacts", "peoples", "segment_people", "teams"}
+REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+           503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+@dataclass
+class Rule:
+    path: str
+    kind: str
+    times: int = 1
+    after: int = 0
+    retry_after: str | None = None
+    delay: float = 2.0
+    seen: int = 0
+    fired: int = 0
+
+    def matches(self, path: str) -> bool:
+        if not (path == self.path or path.startswith(self.path.rstrip("/") + "/")
+                or self.path == "*"):
+            return False
+        self.seen += 1
+        if self.seen <= self.after or (self.times >= 0 and self.fired >= self.times):
+            return False
+        self.fired += 1
+        return True
+
+
+@dataclass
+class FakeAPI:
+    """State of one fake API: data, credentials, faults and the request log."""
+
+    scale: int = 1000
+    segments: int = 10
+    segment_size: int | None = None
+    api_key: str = "test-key"
+    key_name: str = "api_key"
+    client_id: str = "test-client"
+    client_secret: str = "test-secret"
+    token_ttl: int = 3600
+    latency_ms: float = 0.0
+    total_mode: str = "mixed"  # mixed | always | never
+    forbidden: set[str] = field(default_factory=set)
+    rules: list[Rule] = field(default_factory=list)
+    log: list[dict] = field(default_factory=list)
+    tokens: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.data = Dataset(self.scale, self.segments, self.segment_size)
+
+    def fault_for(self, path: str) -> Rule | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.matches(path):
+                    return rule
+        return None
+
+    def issue_token(self) -> dict:
+        token = secrets.token_urlsafe(24)
+        with self.lock:
+            self.tokens[token] = time.monotonic() + self.token_ttl
+        return {"access_token": token, "token_type": "bearer", "expires_in": self.token_ttl}
+
+    def authorized(self, headers: t.Mapping[str, str], query: dict[str, list[str]]) -> bool:
+        auth = headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            expiry = self.tokens.get(auth[7:])
+            return expiry is not None and expiry > time.monotonic()
+        given = query.get(self.key_name, [None])[0] or headers.get(self.key_name)
+        return given == self.api_key
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ThreadingHTTPServer
+
+    @property
+    def api(self) -> FakeAPI:
+        return self.server.api  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002
+        pass
+
+    def send_json(self, status: int, body: t.Any, headers: dict | None = None,
+                  raw: bytes | None = None) -> None:
+        payload = raw if raw is not None else json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(status, REASONS.get(status))
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    # --- admin ---------------------------------------------------------------------
+
+    def do_POST(self) -> None:  # noqa: N802
+        url = urlparse(self.path)
+        body = self.read_body()
+        api = self.api
+        if url.path == "/oauth/v1/token":
+            return self.token(parse_qs(body.decode()))
+        args = json.loads(body or b"{}")
+        with api.lock:
+            if url.path == "/_admin/faults":
+                api.rules = [Rule(**rule) for rule in args.get("rules", [])]
+                return self.send_json(200, {"rules": len(api.rules)})
+            if url.path == "/_admin/reset":
+                api.rules, api.log = [], []
+                return self.send_json(200, {"ok": True})
+            if url.path == "/_admin/mutate":
+                changed = api.data.mutate(args.get("updates", 5), args.get("inserts", 3),
+                                          args.get("streams"))
+                return self.send_json(200, changed)
+            if url.path == "/_admin/revoke":
+                api.tokens.clear()
+                return self.send_json(200, {"ok": True})
+            if url.path == "/_admin/delete_segment":
+                api.data.members.pop(args["id"], None)
+                return self.send_json(200, {"ok": True})
+            if url.path == "/_admin/config":
+                for key in ("latency_ms", "token_ttl", "total_mode"):
+                    if key in args:
+                        setattr(api, key, args[key])
+                if "forbidden" in args:
+                    api.forbidden = set(args["forbidden"])
+                return self.send_json(200, {"ok": True})
+        return self.send_json(404, {"error": "not_found", "message": url.path})
+
+    def token(self, form: dict[str, list[str]]) -> None:
+        api = self.api
+        self.record("POST", "/oauth/v1/token", {})
+        grant = form.get("grant_type", [""])[0]
+        if grant != "client_credentials":
+            return self.send_json(400, {"error": "unsupported_grant_type"})
+        if (form.get("client_id", [""])[0] != api.client_id
+                or form.get("client_secret", [""])[0] != api.client_secret):
+            return self.send_json(401, {"error": "invalid_client"})
+        return self.send_json(200, api.issue_token())
+
+    def record(self, method: str, path: str, query: dict[str, list[str]]) -> None:
+        entry = {"method": method, "path": path, "t": time.time(),
+                 "query": {k: v[0] for k, v in query.items() if k != self.api.key_name}}
+        with self.api.lock:
+            self.api.log.append(entry)
+
+    # --- the API -------------------------------------------------------------------
+
+    def do_GET(self) -> None:  # noqa: N802
+        url = urlparse(self.path)
+        api = self.api
+        query = parse_qs(url.query)
+        if url.path == "/_admin/requests":
+            with api.lock:
+                return self.send_json(200, list(api.log))
+        if url.path == "/_admin/ids":
+            with api.lock:
+                return self.send_json(200, api.data.all_ids())
+        self.record("GET", url.path, query)
+        if api.latency_ms:
+            time.sleep(api.latency_ms / 1000)
+        rule = api.fault_for(url.path)
+        if rule is not None and self.inject(rule):
+            return None
+        if not api.authorized(self.headers, query):
+            return self.send_json(401, {"error": "unauthorized", "message": "missing or bad key"})
+        if url.path in api.forbidden:
+            return self.send_json(403, {"error": "forbidden", "message": "no access"})
+        return self.listing(url.path, query)
+
+    def inject(self, rule: Rule) -> bool:
+        """Answer with the fault; False where the fault only delays the real answer."""
+        kind = rule.kind
+        if kind.isdigit():
+            status = int(kind)
+            headers = {"Retry-After": rule.retry_after} if rule.retry_after is not None else {}
+            self.send_json(status, {"error": REASONS.get(status, "error").lower(),
+                                    "message": "injected fault"}, headers)
+            return True
+        if kind == "drop":
+            self.close_connection = True
+            self.connection.close()
+            return True
+        if kind == "timeout":
+            time.sleep(rule.delay)
+            return False
+        raw = {"nonjson": b"<html><body>Bad gateway</body></html>",
+               "truncated": b'{"data": [{"id": "x", "updated_at": "2026-01-0',
+               "wrongshape": b'{"data": {"id": "not-a-list"}, "people": 7, "tags": "x", '
+                             b'"segments": null, "objects": 1, "items": {}}',
+               "empty": b""}[kind]
+        self.send_json(200, None, raw=raw)
+        return True
+
+    def listing(self, path: str, query: dict[str, list[str]]) -> None:
+        api = self.api
+        name = BY_PATH.get(path)
+        segment = None
+        if name is None and path.startswith("/v1/segments/") and path.endswith("/people"):
+            segment = path[len("/v1/segments/"):-len("/people")]
+            name = "segment_people"
+        if name is None:
+            return self.send_json(404, {"error": "not_found", "message": f"no route {path}"})
+        with api.lock:
+            rows = (api.data.segment_people(segment) if segment is not None
+                    else api.data.listing(name))
+            if rows is None:
+                return self.send_json(404, {"error": "not_found", "message": "no such segment"})
+            rows = list(rows)
+        since = query.get("updated_since", [None])[0]
+        if since and rows and "updated_at" in rows[0] and segment is None:
+            rows = [r for r in rows if r["updated_at"] >= since]
+        envelope = ENVELOPE.get(name, "people" if segment is not None else "data")
+        if name in UNPAGED:
+            page, extra = rows, {}
+        else:
+            try:
+                limit = int(query.get("limit", ["100"])[0])
+                if name == "resource":
+                    after = query.get("after", [None])[0]
+                    offset = int(base64.urlsafe_b64decode(after).decode()[2:]) if after else 0
+                else:
+                    offset = int(query.get("offset", ["0"])[0])
+            except ValueError:
+                return self.send_json(400, {"error": "bad_request", "message": "bad paging"})
+            if not 1 <= limit <= 1000 or offset < 0:
+                return self.send_json(400, {"error": "bad_request", "message": "limit 1..1000"})
+            page = rows[offset:offset + limit]
+            extra = self.paging(name, offset, limit, len(rows))
+        if envelope is None:
+            return self.send_json(200, page)
+        return self.send_json(200, {envelope: page, **extra})
+
+    def paging(self, name: str, offset: int, limit: int, total: int) -> dict:
+        if name == "resource":
+            end = offset + limit
+            if end >= total:
+                return {"paging": {"next": None}} if offset % 2 else {}
+            cursor = base64.urlsafe_b64encode(f"c:{end}".encode()).decode()
+            return {"paging": {"next": {"after": cursor}}}
+        mode = self.api.total_mode
+        if mode == "always" or (mode == "mixed" and name in TOTAL_STREAMS):
+            return {"total": total}
+        return {}
+
+
+def serve(api: FakeAPI, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    """Start serving on a background thread; the server's port is `server.server_port`."""
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    server.api = api  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, name="fake-api", daemon=True).start()
+    return server
