@@ -1,0 +1,3 @@
+from tap_analytics.tap import main
+
+main()

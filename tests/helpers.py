@@ -1,0 +1,172 @@
+"""Helpers shared by the test modules: the fake API, running the tap, reading its output."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import typing as t
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import requests
+
+from fake_api.server import FakeAPI, serve
+
+# Every output a test produces is collected here; the secret guard (conftest) scans it.
+OUTPUTS: list[str] = []
+SECRETS: set[str] = set()
+
+
+@dataclass
+class FakeServer:
+    api: FakeAPI
+    url: str
+    server: t.Any
+
+    def admin(self, path: str, body: dict | None = None) -> t.Any:
+        response = requests.post(f"{self.url}/_admin/{path}", json=body or {}, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def faults(self, *rules: dict) -> None:
+        self.admin("faults", {"rules": list(rules)})
+
+    def ids(self) -> dict[str, set]:
+        raw = requests.get(f"{self.url}/_admin/ids", timeout=10).json()
+        return {name: {tuple(k) if isinstance(k, list) else k for k in keys}
+                for name, keys in raw.items()}
+
+    def requests(self) -> list[dict]:
+        return requests.get(f"{self.url}/_admin/requests", timeout=10).json()
+
+    def secrets(self) -> set[str]:
+        return {self.api.api_key, self.api.client_secret, *self.api.tokens}
+
+
+def start_server(**kwargs: t.Any) -> FakeServer:
+    api = FakeAPI(**kwargs)
+    server = serve(api)
+    SECRETS.update({api.api_key, api.client_secret})
+    return FakeServer(api, f"http://127.0.0.1:{server.server_port}", server)
+
+
+def config_for(server: FakeServer, **overrides: t.Any) -> dict:
+    config = {"base_url": server.url, "api_key": server.api.api_key, "backoff_factor": 0,
+              "request_timeout": 5}
+    config.update(overrides)
+    return config
+
+
+def oauth_config(server: FakeServer, **overrides: t.Any) -> dict:
+    config = config_for(server, auth_type="oauth2", client_id=server.api.client_id,
+                        client_secret=server.api.client_secret)
+    config.pop("api_key")
+    config.update(overrides)
+    return config
+
+
+@dataclass
+class Output:
+    messages: list[dict] = field(default_factory=list)
+    stderr: str = ""
+    returncode: int = 0
+
+    @property
+    def records(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = defaultdict(list)
+        for m in self.messages:
+            if m["type"] == "RECORD":
+                out[m["stream"]].append(m["record"])
+        return out
+
+    def keys(self, stream: str, key: t.Sequence[str] = ("id",)) -> list:
+        rows = self.records.get(stream, [])
+        if len(key) == 1:
+            return [r[key[0]] for r in rows]
+        return [tuple(r[k] for k in key) for r in rows]
+
+    @property
+    def states(self) -> list[dict]:
+        return [m["value"] for m in self.messages if m["type"] == "STATE"]
+
+    @property
+    def last_state(self) -> dict:
+        states = self.states
+        return states[-1] if states else {}
+
+
+def parse_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def catalog_selecting(config: dict, streams: t.Iterable[str]) -> dict:
+    """A discovered catalog with only `streams` selected."""
+    from tap_analytics.tap import TapAnalytics
+
+    wanted = set(streams)
+    catalog = TapAnalytics(config=config, setup_mapper=False).catalog_dict
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = entry["tap_stream_id"] in wanted
+    return catalog
+
+
+def sync(config: dict, streams: t.Iterable[str] | None = None, state: dict | None = None
+         ) -> Output:
+    """Run a sync in this process and return its Singer messages."""
+    from tap_analytics.tap import TapAnalytics
+
+    catalog = catalog_selecting(config, streams) if streams is not None else None
+    buffer = io.BytesIO()
+    wrapper = io.TextIOWrapper(buffer, encoding="utf-8")
+    with contextlib.redirect_stdout(wrapper):
+        tap = TapAnalytics(config=config, catalog=catalog, state=state or {})
+        tap.sync_all()
+        wrapper.flush()
+    text = buffer.getvalue().decode()
+    OUTPUTS.append(text)
+    return Output(parse_lines(text))
+
+
+def tap_command() -> list[str]:
+    return [sys.executable, "-m", "tap_analytics"]
+
+
+def run_cli(config: dict, *args: str, state: dict | None = None, catalog: dict | None = None,
+            timeout: float = 120, env: dict | None = None) -> Output:
+    """Run the real `tap-analytics` command line; collect stdout and stderr."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name, value in (("config", config), ("state", state), ("catalog", catalog)):
+            if value is not None:
+                paths[name] = os.path.join(tmp, f"{name}.json")
+                with open(paths[name], "w") as handle:
+                    json.dump(value, handle)
+        argv = tap_command() + ["--config", paths["config"]]
+        for name in ("state", "catalog"):
+            if name in paths:
+                argv += [f"--{name}", paths[name]]
+        argv += list(args)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    OUTPUTS.extend([proc.stdout, proc.stderr])
+    messages = parse_lines(proc.stdout) if "--discover" not in args else []
+    out = Output(messages, proc.stderr, proc.returncode)
+    if "--discover" in args:
+        out.messages = [json.loads(proc.stdout)] if proc.returncode == 0 else []
+    return out
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "| ERROR" in line or "CRITICAL" in line]
+
+
+def quiet_sdk_logs() -> None:
+    logging.getLogger("singer_sdk.metrics").setLevel(logging.WARNING)

@@ -1,0 +1,23 @@
+"""A tap wired to a requests-mock base URL, for unit tests."""
+
+from __future__ import annotations
+
+import typing as t
+from urllib.parse import parse_qs, urlparse
+
+from tap_analytics.tap import TapAnalytics
+
+BASE = "https://api.test"
+
+
+def make_tap(**config: t.Any) -> TapAnalytics:
+    settings = {"base_url": BASE, "api_key": "unit-key-000", "backoff_factor": 0, **config}
+    return TapAnalytics(config=settings, setup_mapper=False)
+
+
+def stream_of(tap: TapAnalytics, name: str) -> t.Any:
+    return tap.streams[name]
+
+
+def query(request: t.Any) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlparse(request.url).query).items()}
