@@ -157,11 +157,12 @@ def run_cli(config: dict, *args: str, state: dict | None = None, catalog: dict |
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                               env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
     OUTPUTS.extend([proc.stdout, proc.stderr])
-    messages = parse_lines(proc.stdout) if "--discover" not in args else []
-    out = Output(messages, proc.stderr, proc.returncode)
-    if "--discover" in args:
-        out.messages = [json.loads(proc.stdout)] if proc.returncode == 0 else []
-    return out
+    whole = "--discover" in args or "--about" in args
+    if whole:
+        messages = [json.loads(proc.stdout)] if proc.returncode == 0 else []
+    else:
+        messages = parse_lines(proc.stdout)
+    return Output(messages, proc.stderr, proc.returncode)
 
 
 def error_lines(stderr: str) -> list[str]:
