@@ -133,7 +133,7 @@ class Dataset:
     segments: int = 10
     segment_size: int | None = None
     tables: dict[str, list[dict]] = field(default_factory=dict)
-    members: dict[str, list[int]] = field(default_factory=dict)
+    members: dict[str, list[str]] = field(default_factory=dict)
     clock: float = 0.0
     generation: int = 0
 
@@ -159,17 +159,19 @@ class Dataset:
             self.tables[name] = [make(i) for i in range(counts[name])]
         self.tables["accounts"] = [_account(i) for i in range(25)]
         self.tables["resource"] = [_resource(i) for i in range(max(10, n // 4))]
-        people = len(self.tables["peoples"])
-        size = self.segment_size or max(1, min(people, 2 * n // max(1, self.segments)))
+        people = self.tables["peoples"]
+        self.people_by_id = {p["id"]: p for p in people}
+        size = self.segment_size or max(1, min(len(people), 2 * n // max(1, self.segments)))
         for s, segment in enumerate(self.tables["segments"]):
-            start = (s * 37) % people
-            self.members[segment["id"]] = [(start + k) % people for k in range(size)]
+            start = (s * 37) % len(people)
+            self.members[segment["id"]] = [people[(start + k) % len(people)]["id"]
+                                           for k in range(size)]
             segment["person_count"] = size
 
     def segment_people(self, segment_id: str) -> list[dict] | None:
         if segment_id not in self.members:
             return None
-        people = self.tables["peoples"]
+        people = self.people_by_id
         keep = ("id", "email", "first_name", "last_name", "created_at", "updated_at")
         return [{k: people[i][k] for k in keep} for i in self.members[segment_id]]
 
@@ -198,6 +200,8 @@ class Dataset:
                 record["updated_at"] = ts(self.clock + 60)
                 new.append(record)
             rows.extend(new)
+            if name == "peoples":
+                self.people_by_id.update((r["id"], r) for r in new)
             rows.sort(key=lambda r: (r["updated_at"], r["id"]))
             changed[name] = {"updated": [r["id"] for r in picked],
                              "inserted": [r["id"] for r in new]}
@@ -206,8 +210,8 @@ class Dataset:
     def all_ids(self) -> dict[str, list]:
         """Primary keys per stream, as the tap should deliver them."""
         ids = {name: [r["id"] for r in rows] for name, rows in self.tables.items()}
-        ids["segment_people"] = [[sid, people[i]["id"]] for sid, members in self.members.items()
-                                 for people in [self.tables["peoples"]] for i in members]
+        ids["segment_people"] = [[sid, pid] for sid, members in self.members.items()
+                                 for pid in members]
         return ids
 
 

@@ -171,10 +171,10 @@ class Handler(BaseHTTPRequestHandler):
         return self.send_json(200, api.issue_token())
 
     def record(self, method: str, path: str, query: dict[str, list[str]]) -> None:
-        entry = {"method": method, "path": path, "t": time.time(),
-                 "query": {k: v[0] for k, v in query.items() if k != self.api.key_name}}
+        self.entry = {"method": method, "path": path, "t": time.time(), "served": 0,
+                      "query": {k: v[0] for k, v in query.items() if k != self.api.key_name}}
         with self.api.lock:
-            self.api.log.append(entry)
+            self.api.log.append(self.entry)
 
     # --- the API -------------------------------------------------------------------
 
@@ -259,6 +259,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(400, {"error": "bad_request", "message": "limit 1..1000"})
             page = rows[offset:offset + limit]
             extra = self.paging(name, offset, limit, len(rows))
+        self.entry["served"] = len(page)
         if envelope is None:
             return self.send_json(200, page)
         return self.send_json(200, {envelope: page, **extra})

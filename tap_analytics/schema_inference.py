@@ -63,5 +63,5 @@ def infer_schema(records: t.Sequence[dict], required: t.Iterable[str] = ()) -> d
         properties[key] = prop  # {} accepts anything where the sample disagrees
     for key in required:
         properties.setdefault(key, {"type": "string"})
-    return {"type": "object", "additionalProperties": True, "properties": properties,
+    return {"type": "object", "properties": properties,
             "required": [k for k in required if k in properties]}

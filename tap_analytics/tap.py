@@ -29,6 +29,8 @@ if t.TYPE_CHECKING:
 
 LOGGER = logging.getLogger("tap-analytics")
 BUILTIN_NAMES = tuple(cls.resource.name for cls in BUILTIN_STREAMS)
+NUMERIC_SETTINGS = ("page_size", "max_retries", "backoff_factor", "request_timeout",
+                    "max_concurrency", "max_requests_per_second")
 
 
 class TapAnalytics(Tap):
@@ -40,7 +42,12 @@ class TapAnalytics(Tap):
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         # Our own checks first: one line naming the setting, never echoing a value.
-        self.__dict__["settings"] = parse_settings(self.config, BUILTIN_NAMES)
+        settings = parse_settings(self.config, BUILTIN_NAMES)
+        self.__dict__["settings"] = settings
+        # Numbers may arrive as text (environment variables, Meltano string settings).
+        for name in NUMERIC_SETTINGS:
+            if isinstance(self._config.get(name), str):
+                self._config[name] = getattr(settings, name)
         return super()._validate_config(raise_errors=raise_errors)
 
     @cached_property

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Set up everything the demo and the tests need, on a fresh machine: idempotent.
+#   .venv          the tap, its test tools, the fake API's needs
+#   .venv-meltano  Meltano, which installs the tap and the loaders under .meltano/
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false MELTANO_CLI_DISABLE_VERSION_CHECK=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+stamp=$(cat pyproject.toml meltano.yml | sha1sum | cut -c1-12)
+if [ ! -f .venv/.stamp-"$stamp" ]; then
+  step "Installing tap-analytics and its test tools into .venv"
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[test]"
+  rm -f .venv/.stamp-*; touch .venv/.stamp-"$stamp"
+fi
+if [ ! -f .venv-meltano/.stamp-"$stamp" ] || [ ! -d .meltano ]; then
+  step "Installing Meltano and the pipeline's plugins (tap-analytics, target-postgres, target-duckdb)"
+  [ -x .venv-meltano/bin/python ] || "$PY" -m venv .venv-meltano
+  .venv-meltano/bin/pip install -q --upgrade pip
+  .venv-meltano/bin/pip install -q "meltano==4.4.1"
+  .venv-meltano/bin/meltano install > .meltano-install.log 2>&1 || {
+    cat .meltano-install.log; exit 1; }
+  rm -f .venv-meltano/.stamp-*; touch .venv-meltano/.stamp-"$stamp"
+fi

@@ -1,0 +1,16 @@
+"""The Singer SDK's standard tap tests, against the fake API."""
+
+from __future__ import annotations
+
+from singer_sdk.testing import SuiteConfig, get_tap_test_class
+
+from tap_analytics.tap import TapAnalytics
+from tests.helpers import config_for, start_server
+
+SERVER = start_server(scale=60, segments=4)
+
+TestTapAnalytics = get_tap_test_class(
+    tap_class=TapAnalytics,
+    config=config_for(SERVER, page_size=25),
+    suite_config=SuiteConfig(max_records_limit=None),
+)
