@@ -1,0 +1,182 @@
+"""`meltano run tap-analytics target-postgres` (and the plain Singer pipe) into real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import typing as t
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tap_analytics.streams import BUILTIN_STREAMS
+from tests.helpers import OUTPUTS, FakeServer, config_for, tap_command
+from tests.pg import Cluster, start_cluster, stop_cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
+TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
+KEYS = {cls.resource.name: cls.resource.primary_key for cls in BUILTIN_STREAMS}
+INCREMENTAL = ("conversations", "contacts", "conversation_parts", "companies", "peoples")
+
+pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
+
+
+def _unavailable(reason: str) -> t.NoReturn:
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL end-to-end tests cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> t.Iterator[Cluster]:
+    if not MELTANO.exists() or not TARGET.exists():
+        _unavailable("Meltano plugins are not installed (run scripts/setup.sh)")
+    try:
+        pg = start_cluster()
+    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
+        _unavailable(f"PostgreSQL could not start: {exc}")
+    yield pg
+    stop_cluster(pg)
+
+
+@pytest.fixture
+def schema(cluster: Cluster) -> str:
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+def meltano_env(server: FakeServer, cluster: Cluster, schema: str, tmp_path: Path) -> dict:
+    return {**os.environ, "MELTANO_ENVIRONMENT": "test",
+            "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path}/meltano.db",
+            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+            "MELTANO_CLI_DISABLE_VERSION_CHECK": "1",
+            "TAP_ANALYTICS_BASE_URL": server.url, "TAP_ANALYTICS_API_KEY": server.api.api_key,
+            "TAP_ANALYTICS_BACKOFF_FACTOR": "0", "TAP_ANALYTICS_PAGE_SIZE": "50",
+            "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
+            "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused-trust",
+            "TARGET_POSTGRES_DATABASE": cluster.database,
+            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema}
+
+
+def meltano_run(env: dict) -> None:
+    proc = subprocess.run([str(MELTANO), "run", "tap-analytics", "target-postgres"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    OUTPUTS.extend([proc.stdout, proc.stderr])
+    assert proc.returncode == 0, "\n".join(
+        line for line in proc.stderr.splitlines() if "target-postgres" in line)[-4000:]
+
+
+def table_keys(cluster: Cluster, schema: str, table: str) -> list:
+    columns = ", ".join(f'"{k}"' for k in KEYS[table])
+    with cluster.connect() as con:
+        rows = con.execute(f'select {columns} from "{schema}"."{table}"').fetchall()
+    return [row if len(row) > 1 else row[0] for row in rows]
+
+
+def assert_tables_equal_server(cluster: Cluster, schema: str, server: FakeServer) -> None:
+    with cluster.connect() as con:
+        tables = {r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = %s",
+            (schema,)).fetchall()}
+    assert tables == set(KEYS)
+    expected = server.ids()
+    for table in KEYS:
+        keys = table_keys(cluster, schema, table)
+        assert len(keys) == len(set(keys)), f"{table}: duplicate rows"
+        assert set(keys) == expected[table], f"{table}: rows differ from the server's"
+
+
+def column_types(cluster: Cluster, schema: str, table: str) -> dict[str, str]:
+    with cluster.connect() as con:
+        return dict(con.execute(
+            "select column_name, data_type from information_schema.columns "
+            "where table_schema = %s and table_name = %s", (schema, table)).fetchall())
+
+
+def test_meltano_run_into_postgres_merges_and_reads_only_changes(
+        server: FakeServer, cluster: Cluster, schema: str, tmp_path: Path) -> None:
+    env = meltano_env(server, cluster, schema, tmp_path)
+    meltano_run(env)
+    assert_tables_equal_server(cluster, schema, server)
+
+    types = column_types(cluster, schema, "conversations")
+    assert types["updated_at"].startswith("timestamp")
+    assert types["message_count"] in ("bigint", "integer")
+    assert types["is_read"] == "boolean"
+    assert column_types(cluster, schema, "accounts")["id"] in ("bigint", "integer")
+    assert column_types(cluster, schema, "companies")["monthly_spend"] in (
+        "numeric", "double precision", "decimal")
+    with cluster.connect() as con:
+        pk = con.execute(
+            "select a.attname from pg_index i join pg_attribute a on a.attrelid = i.indrelid "
+            "and a.attnum = any(i.indkey) where i.indrelid = %s::regclass and i.indisprimary",
+            (f'"{schema}"."segment_people"',)).fetchall()
+    assert {r[0] for r in pk} == {"segment_id", "id"}
+
+    meltano_run(env)  # a second run over unchanged data adds no duplicate rows
+    assert_tables_equal_server(cluster, schema, server)
+
+    changed = server.admin("mutate", {"updates": 5, "inserts": 4})
+    server.admin("reset")
+    meltano_run(env)
+    assert_tables_equal_server(cluster, schema, server)
+    with cluster.connect() as con:
+        for name in INCREMENTAL:
+            updated = changed[name]["updated"]
+            rows = con.execute(f'select id, updated_at from "{schema}"."{name}" where id = any(%s)',
+                               (updated,)).fetchall()
+            assert len(rows) == len(updated)
+            new_stamp = max(r[1] for r in rows)
+            assert all(r[1] == new_stamp for r in rows), f"{name}: not updated in place"
+        subjects = dict(con.execute(
+            f'select id, subject from "{schema}".conversations where id = any(%s)',
+            (changed["conversations"]["updated"],)).fetchall())
+        assert all("(edit 1)" in s for s in subjects.values())
+    log = server.requests()
+    for name, path in (("conversations", "/v1/conversations"), ("peoples", "/v1/people/all")):
+        requests = [r for r in log if r["path"] == path]
+        assert all(r["query"].get("updated_since") for r in requests), name
+        served = sum(r["served"] for r in requests)
+        changes = len(changed[name]["updated"]) + len(changed[name]["inserted"])
+        assert changes <= served <= changes + 3, f"{name}: fetched {served} records"
+
+
+def test_plain_singer_pipe_into_postgres(server: FakeServer, cluster: Cluster, schema: str,
+                                         tmp_path: Path) -> None:
+    tap_config = tmp_path / "tap.json"
+    tap_config.write_text(json.dumps(config_for(server, page_size=40)))
+    target_config = tmp_path / "target.json"
+    target_config.write_text(json.dumps({
+        "host": "127.0.0.1", "port": cluster.port, "user": cluster.user, "password": "unused",
+        "database": cluster.database, "default_target_schema": schema,
+        "load_method": "upsert", "add_record_metadata": True,
+        "activate_version": True, "hard_delete": True}))
+
+    def pipe(state: Path | None) -> dict:
+        argv = [*tap_command(), "--config", str(tap_config)]
+        if state is not None:
+            argv += ["--state", str(state)]
+        tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        target = subprocess.run([str(TARGET), "--config", str(target_config)], stdin=tap.stdout,
+                                capture_output=True, text=True, timeout=600)
+        tap.stdout.close()
+        tap_err = tap.stderr.read().decode()
+        tap.wait(timeout=60)
+        OUTPUTS.extend([tap_err, target.stderr])
+        assert tap.returncode == 0, tap_err[-2000:]
+        assert target.returncode == 0, target.stderr[-2000:]
+        lines = [line for line in target.stdout.splitlines() if line.strip()]
+        return json.loads(lines[-1])
+
+    state = pipe(None)
+    assert_tables_equal_server(cluster, schema, server)
+    state_file = tmp_path / "state.json"
+    state_file.write_text(json.dumps(state))
+    server.admin("mutate", {"updates": 3, "inserts": 2})
+    state2 = pipe(state_file)
+    assert_tables_equal_server(cluster, schema, server)
+    for name in INCREMENTAL:
+        before = state["bookmarks"][name]["replication_key_value"]
+        assert state2["bookmarks"][name]["replication_key_value"] > before
