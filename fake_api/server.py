@@ -1,10 +1,10 @@
 """The fake Analytics API server: real HTTP on loopback, API.md's contract, injectable faults.
 
 Admin endpoints (no auth) let tests steer it:
-  GET  /_admin/ids        primary keys per stream         POST /_admin/faults   {"rules": [...]}
-  GET  /_admin/requests   the request log                 POST /_admin/mutate   {"updates", "inserts"}
-  POST /_admin/reset      clear log and faults            POST /_admin/revoke   revoke all tokens
-  POST /_admin/delete_segment {"id"}                      POST /_admin/config   {"latency_ms", ...}
+  GET  /_admin/ids       primary keys per stream   POST /_admin/faults  {"rules": [...]}
+  GET  /_admin/requests  the request log           POST /_admin/mutate  {"updates", "inserts"}
+  POST /_admin/reset     clear log and faults      POST /_admin/revoke  revoke all tokens
+  POST /_admin/delete_segment {"id"}               POST /_admin/config  {"latency_ms", ...}
 A fault rule: {"path": "/v1/contacts", "kind": "503", "times": 1, "after": 0,
                "retry_after": "0"}; kinds: 429 500 502 503 504 401 403 404 drop timeout
 nonjson truncated wrongshape empty.
@@ -106,7 +106,7 @@ class Handler(BaseHTTPRequestHandler):
     def api(self) -> FakeAPI:
         return self.server.api  # type: ignore[attr-defined]
 
-    def log_message(self, format: str, *args: t.Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: t.Any) -> None:
         pass
 
     def send_json(self, status: int, body: t.Any, headers: dict | None = None,
@@ -126,7 +126,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- admin ---------------------------------------------------------------------
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         url = urlparse(self.path)
         body = self.read_body()
         api = self.api
@@ -178,7 +178,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- the API -------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         url = urlparse(self.path)
         api = self.api
         query = parse_qs(url.query)

@@ -94,7 +94,8 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
             response = self._session.post(self.auth_endpoint, data=self.oauth_request_payload,
                                           timeout=self._timeout)
         except requests.RequestException as exc:
-            raise RetriableAPIError(f"{where}: token request failed: {type(exc).__name__}") from None
+            msg = f"{where}: token request failed: {type(exc).__name__}"
+            raise RetriableAPIError(msg) from None
         if response.status_code == 429 or response.status_code >= 500:
             raise RetriableAPIError(f"{where}: token request answered {response.status_code}",
                                     response)

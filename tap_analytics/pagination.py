@@ -34,7 +34,7 @@ class AnalyticsOffsetPaginator(OffsetPaginator):
         return True
 
 
-class CursorPaginator(BaseAPIPaginator[t.Optional[str]]):
+class CursorPaginator(BaseAPIPaginator["str | None"]):
     """Opaque cursors at `cursor_path`; absent, null or empty means the last page."""
 
     def __init__(self, cursor_path: str) -> None:

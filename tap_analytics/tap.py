@@ -73,7 +73,7 @@ class TapAnalytics(Tap):
             streams[cls.resource.name] = cls(self, schema=self._known_schema(cls))
         for stream in streams.values():
             if stream.resource.schema is None and not stream.schema.get("properties"):
-                stream._schema = self._inferred_schema(stream, streams)  # noqa: SLF001
+                stream._schema = self._inferred_schema(stream, streams)
         return list(streams.values())
 
     def _known_schema(self, cls: type[AnalyticsStream]) -> dict:

@@ -149,7 +149,7 @@ def run_cli(config: dict, *args: str, state: dict | None = None, catalog: dict |
                 paths[name] = os.path.join(tmp, f"{name}.json")
                 with open(paths[name], "w") as handle:
                     json.dump(value, handle)
-        argv = tap_command() + ["--config", paths["config"]]
+        argv = [*tap_command(), "--config", paths["config"]]
         for name in ("state", "catalog"):
             if name in paths:
                 argv += [f"--{name}", paths[name]]

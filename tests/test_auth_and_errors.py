@@ -166,7 +166,7 @@ def test_backoff_waits_follow_factor_and_retry_after() -> None:
     gen.send(None)
     plain = RuntimeError("x")
     waits = [gen.send(plain) for _ in range(3)]
-    for wait, base in zip(waits, [0.5, 1.0, 2.0]):
+    for wait, base in zip(waits, [0.5, 1.0, 2.0], strict=False):
         assert base <= wait <= base * 1.1 + 1e-9
 
     class Resp:

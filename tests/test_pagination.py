@@ -43,10 +43,7 @@ def test_offset_reads_each_record_once(requests_mock, size, limit, with_total) -
     assert offsets == list(range(0, len(offsets) * limit, limit)), "a page was skipped"
     full_pages = size // limit
     # Without total, a listing that fills its last page needs one more (empty) page.
-    if with_total:
-        expected = max(1, -(-size // limit))
-    else:
-        expected = full_pages + 1
+    expected = max(1, -(-size // limit)) if with_total else full_pages + 1
     assert len(calls) == expected
     assert all(lim == limit for _, lim in calls)
 
