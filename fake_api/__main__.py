@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=int, default=1000, help="records per big stream")
     parser.add_argument("--segments", type=int, default=10)
     parser.add_argument("--segment-size", type=int, default=None)
+    parser.add_argument("--big-streams", default=None,
+                        help="comma list of incremental streams sized --scale (default all)")
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--api-key", default="test-key")
     parser.add_argument("--token-ttl", type=int, default=3600)
@@ -25,7 +27,9 @@ def main(argv: list[str] | None = None) -> None:
                         help='a JSON fault rule, e.g. {"path": "/v1/contacts", "kind": "503"}')
     parser.add_argument("--port-file", help="also write the port to this file")
     args = parser.parse_args(argv)
+    big = tuple(args.big_streams.split(",")) if args.big_streams else None
     api = FakeAPI(scale=args.scale, segments=args.segments, segment_size=args.segment_size,
+                  big=big,
                   api_key=args.api_key, token_ttl=args.token_ttl, latency_ms=args.latency_ms,
                   rules=[Rule(**json.loads(rule)) for rule in args.fault])
     server = serve(api, port=args.port)

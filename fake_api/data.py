@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import typing as t
 from dataclasses import dataclass, field
 
@@ -132,15 +133,19 @@ class Dataset:
     scale: int = 1000
     segments: int = 10
     segment_size: int | None = None
+    big: tuple[str, ...] | None = None  # incremental streams sized `scale`; None: all
     tables: dict[str, list[dict]] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)
     clock: float = 0.0
     generation: int = 0
 
     def __post_init__(self) -> None:
+        self._encoded: dict[str, tuple[int, list[bytes]]] = {}
         n = self.scale
         sizes = {"conversations": n, "contacts": n, "conversation_parts": n,
                  "companies": max(5, n // 10), "peoples": n}
+        if self.big is not None:
+            sizes = {k: v if k in self.big else min(v, 100) for k, v in sizes.items()}
         for name, make in INCREMENTAL.items():
             rows = []
             for i in range(sizes[name]):
@@ -177,6 +182,15 @@ class Dataset:
 
     def listing(self, name: str) -> list[dict]:
         return self.tables[name]
+
+    def encoded(self, key: str, rows: list[dict]) -> list[bytes]:
+        """Each row as JSON bytes, encoded once per generation of the data."""
+        cached = self._encoded.get(key)
+        if cached is None or cached[0] != self.generation:
+            cached = (self.generation, [json.dumps(r, separators=(",", ":")).encode()
+                                        for r in rows])
+            self._encoded[key] = cached
+        return cached[1]
 
     def mutate(self, updates: int, inserts: int, streams: t.Iterable[str] | None = None
                ) -> dict[str, dict[str, list[str]]]:

@@ -13,6 +13,7 @@ nonjson truncated wrongshape empty.
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import secrets
 import threading
@@ -60,6 +61,7 @@ class FakeAPI:
     scale: int = 1000
     segments: int = 10
     segment_size: int | None = None
+    big: tuple[str, ...] | None = None
     api_key: str = "test-key"
     key_name: str = "api_key"
     client_id: str = "test-client"
@@ -74,7 +76,7 @@ class FakeAPI:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.data = Dataset(self.scale, self.segments, self.segment_size)
+        self.data = Dataset(self.scale, self.segments, self.segment_size, self.big)
 
     def fault_for(self, path: str) -> Rule | None:
         with self.lock:
@@ -233,18 +235,19 @@ class Handler(BaseHTTPRequestHandler):
             name = "segment_people"
         if name is None:
             return self.send_json(404, {"error": "not_found", "message": f"no route {path}"})
+        since = query.get("updated_since", [None])[0]
         with api.lock:
             rows = (api.data.segment_people(segment) if segment is not None
                     else api.data.listing(name))
             if rows is None:
                 return self.send_json(404, {"error": "not_found", "message": "no such segment"})
-            rows = list(rows)
-        since = query.get("updated_since", [None])[0]
-        if since and rows and "updated_at" in rows[0] and segment is None:
-            rows = [r for r in rows if r["updated_at"] >= since]
+            encoded = api.data.encoded(name if segment is None else f"segment:{segment}", rows)
+            if since and rows and "updated_at" in rows[0] and segment is None:
+                first = bisect.bisect_left([r["updated_at"] for r in rows], since)
+                rows, encoded = rows[first:], encoded[first:]
         envelope = ENVELOPE.get(name, "people" if segment is not None else "data")
         if name in UNPAGED:
-            page, extra = rows, {}
+            page, extra = encoded, {}
         else:
             try:
                 limit = int(query.get("limit", ["100"])[0])
@@ -257,12 +260,15 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(400, {"error": "bad_request", "message": "bad paging"})
             if not 1 <= limit <= 1000 or offset < 0:
                 return self.send_json(400, {"error": "bad_request", "message": "limit 1..1000"})
-            page = rows[offset:offset + limit]
+            page = encoded[offset:offset + limit]
             extra = self.paging(name, offset, limit, len(rows))
         self.entry["served"] = len(page)
+        items = b"[" + b",".join(page) + b"]"
         if envelope is None:
-            return self.send_json(200, page)
-        return self.send_json(200, {envelope: page, **extra})
+            return self.send_json(200, None, raw=items)
+        tail = json.dumps(extra, separators=(",", ":")).encode()[1:-1]
+        body = b'{"' + envelope.encode() + b'":' + items + (b"," + tail if tail else b"") + b"}"
+        return self.send_json(200, None, raw=body)
 
     def paging(self, name: str, offset: int, limit: int, total: int) -> dict:
         if name == "resource":

@@ -11,10 +11,12 @@ from urllib.parse import urlparse
 
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers._typing import TypeConformanceLevel
 from singer_sdk.streams import RESTStream
 
 from tap_analytics.auth import ClientCredentialsAuthenticator, TokenRefusedError
 from tap_analytics.fanout import fan_out
+from tap_analytics.output import RecordShaper, record_messages
 from tap_analytics.pagination import build_paginator
 from tap_analytics.payload import body_of, records_of
 from tap_analytics.redact import redact
@@ -59,6 +61,8 @@ class AnalyticsStream(RESTStream[t.Any]):
 
     resource: t.ClassVar[Resource]
     STATE_MSG_FREQUENCY = 1000
+    # Records are JSON as decoded: RecordShaper drops what the schema lacks, once per record.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     def __init__(self, tap: t.Any, schema: dict | None = None) -> None:
         resource = self.resource
@@ -68,6 +72,7 @@ class AnalyticsStream(RESTStream[t.Any]):
         if resource.parent is not None:
             self.state_partitioning_keys = []
         self._pending_partitions: list[dict] = []
+        self._shaper: RecordShaper | None = None
 
     # --- configuration -------------------------------------------------------------
 
@@ -202,6 +207,12 @@ class AnalyticsStream(RESTStream[t.Any]):
         )
 
     # --- records -------------------------------------------------------------------
+
+    def _generate_record_messages(self, record: dict) -> t.Iterator[t.Any]:
+        """The SDK's record path, with the schema and selection work done once per stream."""
+        if self._shaper is None:
+            self._shaper = RecordShaper(self.schema, self.mask, self.logger, self.name)
+        return record_messages(self, self._shaper, record)
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         try:

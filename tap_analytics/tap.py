@@ -12,11 +12,11 @@ from functools import cached_property
 from importlib import resources as package_files
 
 from singer_sdk import Tap
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers._packaging import get_sdk_version
 
 from tap_analytics.auth import build_authenticator
 from tap_analytics.http import RateLimiter, SessionPool
+from tap_analytics.output import BufferedMsgSpecWriter
 from tap_analytics.redact import install_log_redaction, redact
 from tap_analytics.schema_inference import infer_schema
 from tap_analytics.settings import CONFIG_SCHEMA, ConfigError, Settings, parse_settings
@@ -38,7 +38,7 @@ class TapAnalytics(Tap):
 
     name = "tap-analytics"
     config_jsonschema = CONFIG_SCHEMA
-    message_writer_class = MsgSpecWriter
+    message_writer_class = BufferedMsgSpecWriter
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         # Our own checks first: one line naming the setting, never echoing a value.

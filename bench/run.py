@@ -1,0 +1,224 @@
+"""Side-by-side benchmark: tap-analytics vs a raw requests loop vs dlt's rest_api_source.
+
+    bench/run.sh [--scale 50000] [--rounds 3] [--memory-scales 10000,1000000]
+
+Every contender is a separate process reading the same fake API (its own process too);
+rounds alternate the contenders so machine noise hits them alike. Records/s counts whole
+process wall time, start-up included, for every contender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+BENCH_PY = str(ROOT / ".venv-bench" / "bin" / "python")
+BIG = ["conversations", "contacts", "peoples", "segment_people"]
+PATHS = {"conversations": "/v1/conversations", "contacts": "/v1/contacts",
+         "peoples": "/v1/people/all"}
+
+
+class Server:
+    def __init__(self, **options: object) -> None:
+        self.port_file = Path(tempfile.mkstemp(prefix="fake-api-port-")[1])
+        self.port_file.unlink()
+        argv = [PY, "-m", "fake_api", "--port-file", str(self.port_file)]
+        for key, value in options.items():
+            if value is not None:
+                argv += [f"--{key.replace('_', '-')}", str(value)]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 600
+        while not (self.port_file.exists() and self.port_file.read_text()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("fake API did not start")
+            time.sleep(0.05)  # polling for readiness: the server writes the file when bound
+        self.url = f"http://127.0.0.1:{self.port_file.read_text()}"
+
+    def ids(self) -> dict[str, list]:
+        return requests.get(f"{self.url}/_admin/ids", timeout=600).json()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.port_file.unlink(missing_ok=True)
+
+
+def measure(argv: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one process run to completion."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if status != 0:
+        raise RuntimeError(f"{argv[:4]} failed with status {status}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def tap_argv(server: Server, streams: list[str], tmp: Path, **settings: object) -> list[str]:
+    config = {"base_url": server.url, "api_key": "test-key", "page_size": 1000, **settings}
+    (tmp / "config.json").write_text(json.dumps(config))
+    catalog = json.loads(subprocess.run(
+        [PY, "-m", "tap_analytics", "--config", str(tmp / "config.json"), "--discover"],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    for entry in catalog["streams"]:
+        for item in entry["metadata"]:
+            if item["breadcrumb"] == []:
+                item["metadata"]["selected"] = entry["tap_stream_id"] in streams
+    name = f"catalog-{'-'.join(streams)}.json"
+    (tmp / name).write_text(json.dumps(catalog))
+    return [PY, "-m", "tap_analytics", "--config", str(tmp / "config.json"),
+            "--catalog", str(tmp / name)]
+
+
+def server_alone(server: Server, threads: int = 4) -> float:
+    """Records per second the fake API serves to a client that only reads bytes."""
+    urls = []
+    for name, path in PATHS.items():
+        count = len(server.ids()[name])
+        urls += [f"{server.url}{path}?api_key=test-key&limit=1000&offset={o}"
+                 for o in range(0, count, 1000)]
+    served = [0]
+    lock = threading.Lock()
+
+    def work(part: list[str]) -> None:
+        session = requests.Session()
+        for url in part:
+            body = session.get(url, timeout=60).content
+            with lock:
+                served[0] += body.count(b'"id":')
+    started = time.perf_counter()
+    workers = [threading.Thread(target=work, args=(urls[i::threads],)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return served[0] / (time.perf_counter() - started)
+
+
+def throughput(args: argparse.Namespace, tmp: Path) -> dict:
+    server = Server(scale=args.scale, segments=args.segments)
+    try:
+        ids = server.ids()
+        records = sum(len(ids[name]) for name in BIG)
+        contenders = {
+            "tap-analytics": tap_argv(server, BIG, tmp),
+            "raw requests loop": [PY, "bench/raw_client.py", server.url],
+            "dlt rest_api_source": [BENCH_PY, "bench/dlt_client.py", server.url],
+        }
+        measure(contenders["raw requests loop"])  # warm the server's page cache
+        alone = server_alone(server)
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
+        for _ in range(args.rounds):
+            for name, argv in contenders.items():
+                results[name].append(measure(argv))
+    finally:
+        server.stop()
+    rows = {}
+    for name, runs in results.items():
+        wall = statistics.median(w for w, _ in runs)
+        rows[name] = {"records": records, "wall": wall, "rps": records / wall,
+                      "rss": max(r for _, r in runs)}
+    return {"rows": rows, "server_alone_rps": alone}
+
+
+def children(args: argparse.Namespace, tmp: Path) -> dict:
+    server = Server(scale=1000, segments=args.child_segments, segment_size=50,
+                    latency_ms=args.latency_ms, big_streams="peoples")
+    try:
+        contenders = {
+            "tap, max_concurrency 1": tap_argv(server, ["segment_people"], tmp / "c1",
+                                               max_concurrency=1),
+            f"tap, max_concurrency {args.concurrency}": tap_argv(
+                server, ["segment_people"], tmp / "cn", max_concurrency=args.concurrency),
+            "dlt": [BENCH_PY, "bench/dlt_client.py", server.url, "--streams", "segment_people"],
+            "dlt, parallelized": [BENCH_PY, "bench/dlt_client.py", server.url, "--streams",
+                                  "segment_people", "--parallelized"],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(args.rounds):
+            for name, argv in contenders.items():
+                walls[name].append(measure(argv)[0])
+    finally:
+        server.stop()
+    return {name: statistics.median(w) for name, w in walls.items()}
+
+
+def memory(args: argparse.Namespace, tmp: Path) -> dict:
+    out = {}
+    for scale in args.memory_scales:
+        server = Server(scale=scale, segments=2, big_streams="conversations")
+        try:
+            (tmp / f"m{scale}").mkdir()
+            argv = tap_argv(server, ["conversations"], tmp / f"m{scale}")
+            wall, rss = measure(argv)
+        finally:
+            server.stop()
+        out[scale] = {"wall": wall, "rss": rss}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=50000, help="records per big stream")
+    parser.add_argument("--segments", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    parser.add_argument("--child-segments", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--memory-scales", default="10000,1000000",
+                        type=lambda s: [int(x) for x in s.split(",")])
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, {sys.platform}, Python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        for sub in ("c1", "cn"):
+            (tmp / sub).mkdir()
+        print(f"\n1. Throughput: {', '.join(BIG)}; page size 1000; median of {args.rounds} "
+              "alternating rounds")
+        result = throughput(args, tmp)
+        rows = result["rows"]
+        print(f"{'contender':24} {'records':>9} {'wall s':>8} {'records/s':>10} {'peak RSS MiB':>13}")
+        for name, row in rows.items():
+            print(f"{name:24} {row['records']:>9} {row['wall']:>8.2f} {row['rps']:>10.0f} "
+                  f"{row['rss']:>13.0f}")
+        tap = rows["tap-analytics"]["rps"]
+        print(f"tap/raw records/s: {tap / rows['raw requests loop']['rps']:.2f}   "
+              f"tap/dlt records/s: {tap / rows['dlt rest_api_source']['rps']:.2f}")
+        print(f"fake API alone (4 reader threads, bytes only): "
+              f"{result['server_alone_rps']:.0f} records/s")
+
+        print(f"\n2. segment_people over {args.child_segments} segments at "
+              f"{args.latency_ms:g} ms server latency (median wall s)")
+        walls = children(args, tmp)
+        for name, wall in walls.items():
+            print(f"{name:28} {wall:>7.2f}")
+        names = list(walls)
+        print(f"speed-up of max_concurrency {args.concurrency} over 1: "
+              f"{walls[names[0]] / walls[names[1]]:.1f}x; vs dlt parallelized: "
+              f"{walls[names[3]] / walls[names[1]]:.1f}x")
+
+        print("\n3. Memory: conversations only, tap peak RSS by listing size")
+        mem = memory(args, tmp)
+        for scale, row in mem.items():
+            print(f"{scale:>9} records  {row['rss']:>7.1f} MiB  {row['wall']:>7.2f} s")
+        small, large = (mem[s]["rss"] for s in (min(mem), max(mem)))
+        print(f"peak RSS growth from {min(mem)} to {max(mem)} records: "
+              f"{(large / small - 1) * 100:+.1f}%")
+
+
+if __name__ == "__main__":
+    main()

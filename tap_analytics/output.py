@@ -1,0 +1,72 @@
+"""The per-record output path: one pass over each record, written in buffered JSON lines."""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.helpers._catalog import pop_deselected_record_properties
+from singer_sdk.helpers._util import utc_now
+from singer_sdk.singerlib import RecordMessage
+
+if t.TYPE_CHECKING:
+    from singer_sdk.singerlib.encoding.simple import Message
+
+
+class BufferedMsgSpecWriter(MsgSpecWriter):
+    """The SDK's msgspec writer, writing records in 64 KiB batches (stdout may be unbuffered).
+
+    Every non-record message (STATE above all) flushes what came before it, so a STATE
+    is never out before the records it covers: a crash loses no confirmed record.
+    """
+
+    FLUSH_BYTES = 1 << 16
+
+    def write_message(self, message: Message) -> None:
+        pending = self.__dict__.setdefault("_pending", bytearray())
+        pending += self.format_message(message)
+        if len(pending) >= self.FLUSH_BYTES or not isinstance(message, RecordMessage):
+            sys.stdout.buffer.write(pending)
+            sys.stdout.flush()
+            pending.clear()
+
+
+class RecordShaper:
+    """What a stream decides once, so that each record costs one check, not a schema walk."""
+
+    def __init__(self, schema: dict, mask: t.Any, logger: t.Any, stream: str) -> None:
+        properties = schema.get("properties", {})
+        self._known = frozenset(properties)
+        self._schema = schema
+        self._mask = mask
+        self._any_deselected = any(
+            not mask[("properties", name)] for name in properties
+        ) or any(not selected for crumb, selected in mask.items() if len(crumb) > 2)
+        self._logger = logger
+        self._stream = stream
+        self._warned = False
+
+    def shape(self, record: dict) -> dict:
+        if self._any_deselected:
+            pop_deselected_record_properties(record, self._schema, self._mask)
+        if not self._known.issuperset(record):
+            unknown = [key for key in record if key not in self._known]
+            for key in unknown:
+                del record[key]
+            if not self._warned:
+                self._warned = True
+                self._logger.warning("Properties %s of '%s' are not in its schema; dropped.",
+                                     unknown, self._stream)
+        return record
+
+
+def record_messages(stream: t.Any, shaper: RecordShaper, record: dict
+                    ) -> t.Iterator[RecordMessage]:
+    record = shaper.shape(record)
+    extracted = utc_now()
+    for stream_map in stream.stream_maps:
+        mapped = stream_map.transform(record)
+        if mapped is not None:
+            yield RecordMessage(stream=stream_map.stream_alias, record=mapped,
+                                version=stream._stream_version, time_extracted=extracted)  # noqa: SLF001
