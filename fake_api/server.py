@@ -2,6 +2,7 @@
 
 Admin endpoints (no auth) let tests steer it:
   GET  /_admin/ids       primary keys per stream   POST /_admin/faults  {"rules": [...]}
+  GET  /_admin/counts    records per stream
   GET  /_admin/requests  the request log           POST /_admin/mutate  {"updates", "inserts"}
   POST /_admin/reset     clear log and faults      POST /_admin/revoke  revoke all tokens
   POST /_admin/delete_segment {"id"}               POST /_admin/config  {"latency_ms", ...}
@@ -197,6 +198,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/_admin/ids":
             with api.lock:
                 return self.send_json(200, api.data.all_ids())
+        if url.path == "/_admin/counts":
+            with api.lock:
+                return self.send_json(200, {k: len(v) for k, v in api.data.all_ids().items()})
         self.record("GET", url.path, query)
         if api.latency_ms:
             time.sleep(api.latency_ms / 1000)

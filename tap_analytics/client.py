@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
-from singer_sdk.helpers._typing import TypeConformanceLevel
+from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.streams import RESTStream
 
 from tap_analytics.auth import ClientCredentialsAuthenticator, TokenRefusedError

@@ -1,0 +1,127 @@
+"""Concurrent child partitions: the same records and state as sequential, bounded memory;
+and the request-rate limit, across threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tap_analytics.fanout import CHUNK, fan_out
+from tap_analytics.http import RateLimiter
+from tests.helpers import config_for, start_server, sync
+
+CHILD = ["segments", "segment_people"]
+
+
+@pytest.fixture
+def many_segments():
+    fake = start_server(scale=300, segments=30, segment_size=23)
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+def canonical(out) -> list[tuple]:
+    return sorted((r["segment_id"], r["id"], r["email"]) for r in out.records["segment_people"])
+
+
+def test_concurrent_partitions_equal_sequential(many_segments) -> None:
+    sequential = sync(config_for(many_segments, max_concurrency=1, page_size=7), CHILD)
+    concurrent = sync(config_for(many_segments, max_concurrency=8, page_size=7), CHILD)
+    assert canonical(concurrent) == canonical(sequential)
+    keys = concurrent.keys("segment_people", ("segment_id", "id"))
+    assert len(keys) == len(set(keys)) == 30 * 23
+    assert set(keys) == many_segments.ids()["segment_people"]
+    assert concurrent.last_state == sequential.last_state
+    # No STATE claims anything per partition: segment_people keeps no per-segment state.
+    for state in concurrent.states:
+        assert state["bookmarks"].get("segment_people", {}) == {}
+
+
+@pytest.mark.parametrize("kind", ["503", "drop", "429"])
+def test_concurrent_partitions_under_faults(many_segments, kind) -> None:
+    many_segments.faults(*[{"path": f"/v1/segments/segment_{i:05d}/people", "kind": kind,
+                            "times": 2, "retry_after": "0"} for i in range(0, 30, 3)])
+    out = sync(config_for(many_segments, max_concurrency=6, page_size=10), CHILD)
+    keys = out.keys("segment_people", ("segment_id", "id"))
+    assert len(keys) == len(set(keys))
+    assert set(keys) == many_segments.ids()["segment_people"]
+    faulted = [r for r in many_segments.requests() if r["path"].endswith("/people")]
+    assert len(faulted) > 30 * 3  # the injected faults really happened and were retried
+
+
+def test_fatal_error_in_one_partition_stops_the_run(many_segments) -> None:
+    many_segments.faults({"path": "/v1/segments/segment_00004/people", "kind": "403",
+                          "times": -1})
+    with pytest.raises(Exception, match="segment_people: GET /v1/segments/segment_00004/people "
+                                        "answered 403"):
+        sync(config_for(many_segments, max_concurrency=4), CHILD)
+
+
+def test_fan_out_memory_is_bounded_by_the_pool() -> None:
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def read(partition: int):
+        nonlocal in_flight, peak
+        for i in range(CHUNK * 6):
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+            yield {"p": partition, "i": i}
+
+    workers = 3
+    seen = 0
+    for record in fan_out(list(range(12)), read, workers):
+        with lock:
+            in_flight -= 1
+        seen += 1
+        if seen % 1000 == 0:
+            time.sleep(0.001)  # a slow consumer: producers must wait, not pile up
+    assert seen == 12 * CHUNK * 6
+    # queue (2 per worker) + one chunk being filled per worker + one being consumed
+    assert peak <= (workers * 2 + workers + 1) * CHUNK
+
+
+def test_fan_out_raises_the_first_worker_error_and_stops() -> None:
+    started = []
+
+    def read(partition: int):
+        started.append(partition)
+        if partition == 2:
+            raise ValueError("boom in 2")
+        yield from ({"p": partition, "i": i} for i in range(10))
+
+    with pytest.raises(ValueError, match="boom in 2"):
+        list(fan_out(list(range(50)), read, 4))
+    assert len(started) < 50
+
+
+def test_rate_limiter_spaces_requests_without_sleeping_for_real() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    limiter = RateLimiter(4, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        limiter.acquire()
+    assert slept == pytest.approx([0.25, 0.5, 0.75, 1.0])
+
+
+def test_rate_limit_holds_at_the_server_across_threads(many_segments) -> None:
+    rate = 25
+    out = sync(config_for(many_segments, max_concurrency=8, max_requests_per_second=rate),
+               CHILD)
+    assert len(out.records["segment_people"]) == 30 * 23
+    stamps = sorted(r["t"] for r in many_segments.requests())
+    assert len(stamps) >= 31
+    # any window of one second holds at most `rate` request starts (+1 for edge rounding)
+    for i, start in enumerate(stamps):
+        in_window = sum(1 for s in stamps[i:] if s < start + 1.0)
+        assert in_window <= rate + 1
+    assert (stamps[-1] - stamps[0]) >= (len(stamps) - 1) / rate * 0.9
