@@ -195,7 +195,8 @@ def main() -> None:
               "alternating rounds")
         result = throughput(args, tmp)
         rows = result["rows"]
-        print(f"{'contender':24} {'records':>9} {'wall s':>8} {'records/s':>10} {'peak RSS MiB':>13}")
+        header = f"{'contender':24} {'records':>9} {'wall s':>8} {'records/s':>10}"
+        print(f"{header} {'peak RSS MiB':>13}")
         for name, row in rows.items():
             print(f"{name:24} {row['records']:>9} {row['wall']:>8.2f} {row['rps']:>10.0f} "
                   f"{row['rss']:>13.0f}")

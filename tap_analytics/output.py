@@ -69,4 +69,4 @@ def record_messages(stream: t.Any, shaper: RecordShaper, record: dict
         mapped = stream_map.transform(record)
         if mapped is not None:
             yield RecordMessage(stream=stream_map.stream_alias, record=mapped,
-                                version=stream._stream_version, time_extracted=extracted)  # noqa: SLF001
+                                version=stream._stream_version, time_extracted=extracted)

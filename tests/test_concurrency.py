@@ -75,7 +75,7 @@ def test_fan_out_memory_is_bounded_by_the_pool() -> None:
 
     workers = 3
     seen = 0
-    for record in fan_out(list(range(12)), read, workers):
+    for _record in fan_out(list(range(12)), read, workers):
         with lock:
             in_flight -= 1
         seen += 1
