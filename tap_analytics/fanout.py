@@ -81,6 +81,6 @@ def fan_out(
             else:
                 yield from item
     finally:
-        stop.set()
+        stop.set()  # workers are daemons: on an abort they stop at their next record
         for thread in threads:
-            thread.join(timeout=5)
+            thread.join(timeout=0.2)

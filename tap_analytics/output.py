@@ -27,9 +27,11 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         pending = self.__dict__.setdefault("_pending", bytearray())
         pending += self.format_message(message)
         if len(pending) >= self.FLUSH_BYTES or not isinstance(message, RecordMessage):
+            # hand the buffer over first: a signal handler writing the final STATE
+            # meanwhile starts a fresh one instead of writing these bytes twice
+            self._pending = bytearray()
             sys.stdout.buffer.write(pending)
             sys.stdout.flush()
-            pending.clear()
 
 
 class RecordShaper:

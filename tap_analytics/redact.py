@@ -63,10 +63,11 @@ _FILTER = RedactingFilter()
 
 
 def install_log_redaction() -> None:
-    """Attach the filter to every handler of the root logger (and future ones via root)."""
-    root = logging.getLogger()
-    for handler in root.handlers:
-        if _FILTER not in handler.filters:
-            handler.addFilter(_FILTER)
-    if _FILTER not in root.filters:
-        root.addFilter(_FILTER)
+    """Attach the filter to every handler there is (root's and any logger's own)."""
+    loggers = [logging.getLogger(), *(
+        logger for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if _FILTER not in handler.filters:
+                handler.addFilter(_FILTER)

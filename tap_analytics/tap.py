@@ -40,6 +40,10 @@ class TapAnalytics(Tap):
     config_jsonschema = CONFIG_SCHEMA
     message_writer_class = BufferedMsgSpecWriter
 
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        install_log_redaction()  # the SDK has set up its log handlers by now
+
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         # Our own checks first: one line naming the setting, never echoing a value.
         settings = parse_settings(self.config, BUILTIN_NAMES)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import typing as t
 import uuid
 from pathlib import Path
 
@@ -13,33 +12,12 @@ import pytest
 
 from tap_analytics.streams import BUILTIN_STREAMS
 from tests.helpers import OUTPUTS, FakeServer, config_for, tap_command
-from tests.pg import Cluster, start_cluster, stop_cluster
+from tests.pg import MELTANO, ROOT, TARGET, Cluster
 
-ROOT = Path(__file__).resolve().parent.parent
-MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
-TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
 KEYS = {cls.resource.name: cls.resource.primary_key for cls in BUILTIN_STREAMS}
 INCREMENTAL = ("conversations", "contacts", "conversation_parts", "companies", "peoples")
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
-
-
-def _unavailable(reason: str) -> t.NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL end-to-end tests cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def cluster() -> t.Iterator[Cluster]:
-    if not MELTANO.exists() or not TARGET.exists():
-        _unavailable("Meltano plugins are not installed (run scripts/setup.sh)")
-    try:
-        pg = start_cluster()
-    except (FileNotFoundError, subprocess.CalledProcessError) as exc:
-        _unavailable(f"PostgreSQL could not start: {exc}")
-    yield pg
-    stop_cluster(pg)
 
 
 @pytest.fixture
