@@ -299,5 +299,6 @@ def serve(api: FakeAPI, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTP
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     server.api = api  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, name="fake-api", daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     name="fake-api", daemon=True).start()
     return server
