@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import OUTPUTS, FakeServer, config_for, start_server, tap_command
 from tests.pg import TARGET, Cluster
 from tests.reliability import count
-from tests.test_postgres import INCREMENTAL, KEYS, assert_tables_equal_server
+from tests.test_postgres import INCREMENTAL, assert_tables_equal_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 SCALE = {"small": 1500, "full": 6000}[os.environ.get("TEST_SCALE", "small")]
