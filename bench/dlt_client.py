@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from client_args import client_parser
 from dlt.sources.rest_api import rest_api_source
 
 
@@ -39,11 +41,7 @@ def build(base_url: str, api_key: str, limit: int, parallel: bool) -> object:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("base_url")
-    parser.add_argument("--api-key", default="test-key")
-    parser.add_argument("--limit", type=int, default=1000)
-    parser.add_argument("--streams", default="conversations,contacts,peoples,segment_people")
+    parser = client_parser()
     parser.add_argument("--parallelized", action="store_true")
     args = parser.parse_args()
     source = build(args.base_url, args.api_key, args.limit, args.parallelized)

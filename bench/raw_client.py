@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
 import requests
+from client_args import client_parser
 
 PATHS = {"conversations": ("/v1/conversations", "data"), "contacts": ("/v1/contacts", "data"),
          "peoples": ("/v1/people/all", "people")}
@@ -26,11 +28,7 @@ def offset_listing(session: requests.Session, url: str, key: str, limit: int, ou
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("base_url")
-    parser.add_argument("--api-key", default="test-key")
-    parser.add_argument("--limit", type=int, default=1000)
-    parser.add_argument("--streams", default="conversations,contacts,peoples,segment_people")
+    parser = client_parser()
     args = parser.parse_args()
     session = requests.Session()
     session.params = {"api_key": args.api_key}
