@@ -191,11 +191,12 @@ def parse_resources(entries: t.Any, reserved: t.Iterable[str]) -> list[Resource]
             raise ResourceError(f"{where}: name {resource.name!r} is already used")
         taken.add(resource.name)
         parsed.append(resource)
-    known = {r.name for r in parsed} | set(reserved)
+    known = set(reserved)
     for index, resource in enumerate(parsed):
         if resource.parent and resource.parent.resource not in known:
             raise ResourceError(
                 f"setting 'resources'[{index}]: parent resource "
-                f"{resource.parent.resource!r} is not declared"
+                f"{resource.parent.resource!r} is not declared before it"
             )
+        known.add(resource.name)
     return parsed

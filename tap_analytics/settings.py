@@ -77,8 +77,12 @@ class Settings:
 
     @property
     def url_base(self) -> str:
-        """Base URL without a trailing /v1: every resource path carries /v1 itself."""
-        return self.base_url.rstrip("/").removesuffix("/v1")
+        return api_root(self.base_url)
+
+
+def api_root(base_url: str) -> str:
+    """Base URL without a trailing /v1: every resource path carries /v1 itself."""
+    return base_url.rstrip("/").removesuffix("/v1")
 
 
 def _fail(name: str, requirement: str) -> t.NoReturn:
@@ -135,8 +139,7 @@ def parse_settings(config: t.Mapping[str, t.Any], reserved_names: t.Iterable[str
     if auth_type == "oauth2" and not (client_id and client_secret):
         _fail("client_id" if not client_id else "client_secret",
               "is required when auth_type is oauth2")
-    url_base = base_url.rstrip("/").removesuffix("/v1")
-    token_url = _string(config, "token_url") or f"{url_base}/oauth/v1/token"
+    token_url = _string(config, "token_url") or f"{api_root(base_url)}/oauth/v1/token"
     if not token_url.startswith(("http://", "https://")):
         _fail("token_url", "must start with http:// or https://")
     start_date = _string(config, "start_date")

@@ -74,10 +74,10 @@ class TapAnalytics(Tap):
         link_parents(classes)
         streams = {}
         for cls in classes:
-            streams[cls.resource.name] = cls(self, schema=self._known_schema(cls))
-        for stream in streams.values():
-            if stream.resource.schema is None and not stream.schema.get("properties"):
-                stream._schema = self._inferred_schema(stream, streams)
+            stream = cls(self, schema=self._known_schema(cls))
+            if cls.resource.schema is None and not stream.schema.get("properties"):
+                stream = cls(self, schema=self._inferred_schema(stream, streams))
+            streams[cls.resource.name] = stream
         return list(streams.values())
 
     def _known_schema(self, cls: type[AnalyticsStream]) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tap_analytics.streams import BUILTIN_STREAMS
-from tests.helpers import FakeServer, Output, config_for, oauth_config, run_cli
+from tests.helpers import FakeServer, Output, config_for, oauth_config, run_cli, sync
 
 KEYS = {cls.resource.name: cls.resource.primary_key for cls in BUILTIN_STREAMS}
 INCREMENTAL = ["conversations", "contacts", "conversation_parts", "companies", "peoples"]
@@ -157,3 +157,18 @@ def test_user_declared_cursor_resource(server) -> None:
     assert out.returncode == 0, out.stderr
     got = out.keys("resource_name")
     assert len(got) == len(set(got)) and set(got) == server.ids()["resource"]
+
+
+def test_user_declared_child_resource(server) -> None:
+    resource = {"name": "segment_members", "primary_key": ["sid", "id"],
+                "endpoint": {"path": "/segments/{sid}/people", "data_selector": "people",
+                             "paginator": {"type": "offset", "limit": 13},
+                             "params": {"sid": {"type": "resolve", "resource": "segments",
+                                                "field": "id"}}}}
+    out = sync(config_for(server, resources=[resource]), ["segments", "segment_members"])
+    got = out.keys("segment_members", ("sid", "id"))
+    assert len(got) == len(set(got)) and set(got) == server.ids()["segment_people"]
+    schema = next(m for m in out.messages if m["type"] == "SCHEMA"
+                  and m["stream"] == "segment_members")
+    assert schema["key_properties"] == ["sid", "id"]
+    assert "sid" in schema["schema"]["properties"]
