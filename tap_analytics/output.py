@@ -14,6 +14,10 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
 
+class OutputClosedError(RuntimeError):
+    """The reader of the tap's output (the target) went away."""
+
+
 class BufferedMsgSpecWriter(MsgSpecWriter):
     """The SDK's msgspec writer, writing records in 64 KiB batches (stdout may be unbuffered).
 
@@ -30,8 +34,13 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             # hand the buffer over first: a signal handler writing the final STATE
             # meanwhile starts a fresh one instead of writing these bytes twice
             self._pending = bytearray()
-            sys.stdout.buffer.write(pending)
-            sys.stdout.flush()
+            try:
+                sys.stdout.buffer.write(pending)
+                sys.stdout.flush()
+            except BrokenPipeError:
+                # not an OSError to callers: click would swallow that silently
+                msg = "the reader of the tap's output closed the pipe; stopping"
+                raise OutputClosedError(msg) from None
 
 
 class RecordShaper:

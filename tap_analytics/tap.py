@@ -5,18 +5,20 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import signal
 import sys
 import typing as t
 from functools import cached_property
 from importlib import resources as package_files
 
+import click
 from singer_sdk import Tap
 from singer_sdk.helpers._packaging import get_sdk_version
 
 from tap_analytics.auth import build_authenticator
 from tap_analytics.http import RateLimiter, SessionPool
-from tap_analytics.output import BufferedMsgSpecWriter
+from tap_analytics.output import BufferedMsgSpecWriter, OutputClosedError
 from tap_analytics.redact import install_log_redaction, redact
 from tap_analytics.schema_inference import infer_schema
 from tap_analytics.settings import CONFIG_SCHEMA, ConfigError, Settings, parse_settings
@@ -125,19 +127,27 @@ def main() -> None:
     """Console entry point: one clear, secret-free line on any failure."""
     install_log_redaction()
     try:
-        TapAnalytics.cli()
-    except KeyboardInterrupt:
+        code = TapAnalytics.cli.main(standalone_mode=False)
+    except click.ClickException as exc:  # usage errors, as click reports them
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.Abort):
         LOGGER.error("Interrupted.")
         sys.exit(130)
     except ConfigError as exc:
         LOGGER.error("Invalid configuration: %s", exc)
         sys.exit(2)
+    except OutputClosedError as exc:
+        LOGGER.error("tap-analytics failed: %s", exc)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet exit flush
+        sys.exit(1)
     except Exception as exc:
         install_log_redaction()
         LOGGER.debug("Traceback of the failure", exc_info=True)
         message = str(exc) or type(exc).__name__
         LOGGER.error("tap-analytics failed: %s", redact(message.splitlines()[0]))
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -141,3 +141,18 @@ def test_sigterm_and_ctrl_c_end_promptly_and_cleanly(sig, code) -> None:
     finally:
         server.server.shutdown()
         server.server.server_close()
+
+
+def test_target_going_away_is_a_clear_error(server) -> None:
+    config = Path(tempfile.mkdtemp()) / "config.json"
+    config.write_text(json.dumps(config_for(server)))
+    tap = subprocess.Popen([*tap_command(), "--config", str(config)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    tap.stdout.readline()
+    tap.stdout.close()  # the target died
+    err = tap.stderr.read().decode()
+    tap.wait(timeout=30)
+    OUTPUTS.append(err)
+    assert tap.returncode == 1
+    assert err.strip().splitlines()[-1].endswith("closed the pipe; stopping")
+    assert "Traceback" not in err
