@@ -15,10 +15,15 @@ import duckdb
 from fake_api.server import FakeAPI, serve
 
 ROOT = Path(__file__).resolve().parent.parent
-DATABASE = ROOT / "output" / "analytics.duckdb"
+OUTPUT = ROOT / "output"
 MELTANO = str(ROOT / ".venv-meltano" / "bin" / "meltano")
 JOB = "demo:tap-analytics-to-target-duckdb"
 PATH_STREAM = {"/v1/people/all": "peoples", "/v1/tags-management": "account_tags"}
+
+
+def set_output(folder: Path) -> None:
+    global OUTPUT
+    OUTPUT = folder.resolve()
 
 
 def say(text: str) -> None:
@@ -26,7 +31,7 @@ def say(text: str) -> None:
 
 
 def meltano(*args: str, env: dict, quiet: bool = False) -> None:
-    log = ROOT / "output" / "meltano.log"
+    log = OUTPUT / "meltano.log"
     with open(log, "a") as handle:
         proc = subprocess.run([MELTANO, "--environment", "demo", *args], cwd=ROOT, env=env,
                               stdout=handle, stderr=subprocess.STDOUT, check=False)
@@ -35,11 +40,11 @@ def meltano(*args: str, env: dict, quiet: bool = False) -> None:
 
 
 def table_counts() -> dict[str, int]:
-    with duckdb.connect(str(DATABASE), read_only=True) as con:
+    with duckdb.connect(str(OUTPUT / "warehouse.duckdb"), read_only=True) as con:
         tables = [t for (t,) in con.execute(
             "select table_name from information_schema.tables "
             "where table_schema = 'analytics' order by 1").fetchall()]
-        return {t: con.execute(f'select count(*) from "analytics"."analytics"."{t}"').fetchone()[0]
+        return {t: con.execute(f'select count(*) from "analytics"."{t}"').fetchone()[0]
                 for t in tables}
 
 
@@ -65,10 +70,14 @@ def sync(label: str, env: dict, api: FakeAPI) -> tuple[dict[str, int], Counter, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=2000, help="records per big stream")
+    parser.add_argument("--output", type=Path, default=OUTPUT,
+                        help="folder for the DuckDB file and the Meltano log")
     args = parser.parse_args()
-    DATABASE.parent.mkdir(exist_ok=True)
-    (ROOT / "output" / "meltano.log").unlink(missing_ok=True)
-    for leftover in DATABASE.parent.glob("analytics.duckdb*"):
+    set_output(args.output)
+    database = OUTPUT / "warehouse.duckdb"
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    (OUTPUT / "meltano.log").unlink(missing_ok=True)
+    for leftover in OUTPUT.glob("warehouse.duckdb*"):
         leftover.unlink()
 
     api = FakeAPI(scale=args.scale, segments=20)
@@ -77,7 +86,7 @@ def main() -> None:
         f"({args.scale} records per big stream)")
     env = {**os.environ, "TAP_ANALYTICS_BASE_URL": f"http://127.0.0.1:{server.server_port}",
            "TAP_ANALYTICS_API_KEY": api.api_key, "TAP_ANALYTICS_BACKOFF_FACTOR": "0.1",
-           "TARGET_DUCKDB_FILEPATH": str(DATABASE),
+           "TARGET_DUCKDB_FILEPATH": str(database),
            "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false", "MELTANO_CLI_DISABLE_VERSION_CHECK": "1"}
     meltano("state", "clear", "--force", JOB, env=env, quiet=True)  # start from scratch
     try:
@@ -99,8 +108,8 @@ def main() -> None:
           f"run 2 took {took2:.1f}s and fetched {sum(fetched2.values())}.")
     print("Incremental streams fetched only changed and new records (plus the records at the "
           "old bookmark, which updated_since includes); rows were merged on primary keys.")
-    print(f"\nThe data is in {DATABASE.relative_to(ROOT)} (schema 'analytics'). Query it:")
-    print("  .venv/bin/python -c \"import duckdb; print(duckdb.connect('output/analytics.duckdb')"
+    print(f"\nThe data is in {database} (schema 'analytics'). Query it:")
+    print("  .venv/bin/python -c \"import duckdb; print(duckdb.connect('output/warehouse.duckdb')"
           ".sql('select state, count(*) from analytics.conversations group by 1'))\"")
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tests.unit_support import BASE, make_tap, query, stream_of
 
-HYPOTHESIS = settings(max_examples=60, deadline=None,
+HYPOTHESIS = settings(max_examples=60, deadline=None, derandomize=True,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
