@@ -16,7 +16,7 @@ from singer_sdk.streams import RESTStream
 
 from tap_analytics.auth import ClientCredentialsAuthenticator, TokenRefusedError
 from tap_analytics.fanout import fan_out
-from tap_analytics.output import RecordShaper, record_messages
+from tap_analytics.output import RecordShaper, write_records
 from tap_analytics.pagination import build_paginator
 from tap_analytics.payload import body_of, records_of
 from tap_analytics.redact import redact
@@ -208,11 +208,12 @@ class AnalyticsStream(RESTStream[t.Any]):
 
     # --- records -------------------------------------------------------------------
 
-    def _generate_record_messages(self, record: dict) -> t.Iterator[t.Any]:
+    def _write_record_message(self, record: dict) -> None:
         """The SDK's record path, with the schema and selection work done once per stream."""
         if self._shaper is None:
             self._shaper = RecordShaper(self.schema, self.mask, self.logger, self.name)
-        return record_messages(self, self._shaper, record)
+        write_records(self, self._shaper, record)
+        self.state_manager.is_flushed = False
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         try:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import sys
 import typing as t
 
-from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.singerlib import RecordMessage
@@ -27,20 +28,35 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
 
     FLUSH_BYTES = 1 << 16
 
+    def write_record(self, stream: str, record: dict, version: int | None,
+                     extracted: datetime.datetime) -> None:
+        """A RECORD message, encoded straight from its parts (the hot path)."""
+        message = {"type": "RECORD", "stream": stream, "record": record,
+                   "time_extracted": extracted}
+        if version is not None:
+            message["version"] = version
+        pending = self.__dict__.setdefault("_pending", bytearray())
+        pending += serialize_jsonl(message)
+        if len(pending) >= self.FLUSH_BYTES:
+            self._flush(pending)
+
     def write_message(self, message: Message) -> None:
         pending = self.__dict__.setdefault("_pending", bytearray())
         pending += self.format_message(message)
         if len(pending) >= self.FLUSH_BYTES or not isinstance(message, RecordMessage):
-            # hand the buffer over first: a signal handler writing the final STATE
-            # meanwhile starts a fresh one instead of writing these bytes twice
-            self._pending = bytearray()
-            try:
-                sys.stdout.buffer.write(pending)
-                sys.stdout.flush()
-            except BrokenPipeError:
-                # not an OSError to callers: click would swallow that silently
-                msg = "the reader of the tap's output closed the pipe; stopping"
-                raise OutputClosedError(msg) from None
+            self._flush(pending)
+
+    def _flush(self, pending: bytearray) -> None:
+        # hand the buffer over first: a signal handler writing the final STATE
+        # meanwhile starts a fresh one instead of writing these bytes twice
+        self._pending = bytearray()
+        try:
+            sys.stdout.buffer.write(pending)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # not an OSError to callers: click would swallow that silently
+            msg = "the reader of the tap's output closed the pipe; stopping"
+            raise OutputClosedError(msg) from None
 
 
 class RecordShaper:
@@ -72,12 +88,13 @@ class RecordShaper:
         return record
 
 
-def record_messages(stream: t.Any, shaper: RecordShaper, record: dict
-                    ) -> t.Iterator[RecordMessage]:
+def write_records(stream: t.Any, shaper: RecordShaper, record: dict) -> None:
+    """The SDK's record path (selection, stream maps), one pass, no message objects."""
     record = shaper.shape(record)
     extracted = utc_now()
+    writer = stream._tap.message_writer
     for stream_map in stream.stream_maps:
         mapped = stream_map.transform(record)
         if mapped is not None:
-            yield RecordMessage(stream=stream_map.stream_alias, record=mapped,
-                                version=stream._stream_version, time_extracted=extracted)
+            writer.write_record(stream_map.stream_alias, mapped,
+                                stream._stream_version, extracted)

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+
 import pytest
 
 from tap_analytics.streams import BUILTIN_STREAMS
-from tests.helpers import FakeServer, Output, config_for, oauth_config, run_cli, sync
+from tap_analytics.tap import TapAnalytics
+from tests.helpers import (
+    FakeServer,
+    Output,
+    catalog_selecting,
+    config_for,
+    oauth_config,
+    run_cli,
+    sync,
+)
 
 KEYS = {cls.resource.name: cls.resource.primary_key for cls in BUILTIN_STREAMS}
 INCREMENTAL = ["conversations", "contacts", "conversation_parts", "companies", "peoples"]
@@ -172,3 +185,35 @@ def test_user_declared_child_resource(server) -> None:
                   and m["stream"] == "segment_members")
     assert schema["key_properties"] == ["sid", "id"]
     assert "sid" in schema["schema"]["properties"]
+
+
+def test_stream_maps_and_selection_apply_to_records(server) -> None:
+    maps = {"contacts": {"email": "md5(email)"}, "teams": None,
+            "companies": {"__alias__": "organisations"}}
+    out = sync(config_for(server, stream_maps=maps), ["contacts", "teams", "companies"])
+    records = out.records
+    assert "teams" not in records
+    assert all(len(r["email"]) == 32 and "@" not in r["email"] for r in records["contacts"])
+    assert len(records["organisations"]) == len(server.ids()["companies"])
+    first = next(m for m in out.messages if m["type"] == "RECORD")
+    assert set(first) >= {"type", "stream", "record", "time_extracted"}
+    conversation_like = [r for r in records["contacts"] if "priority_score" in r]
+    assert conversation_like == []  # fields no schema lists are dropped
+
+
+def test_deselected_properties_are_not_emitted(server) -> None:
+
+    config = config_for(server)
+    catalog = catalog_selecting(config, ["conversations"])
+    entry = next(s for s in catalog["streams"] if s["tap_stream_id"] == "conversations")
+    for item in entry["metadata"]:
+        if item["breadcrumb"] in (["properties", "subject"], ["properties", "tags"]):
+            item["metadata"]["selected"] = False
+    buffer = io.BytesIO()
+    wrapper = io.TextIOWrapper(buffer, encoding="utf-8")
+    with contextlib.redirect_stdout(wrapper):
+        TapAnalytics(config=config, catalog=catalog).sync_all()
+        wrapper.flush()
+    rows = [json.loads(line)["record"] for line in buffer.getvalue().decode().splitlines()
+            if '"type":"RECORD"' in line]
+    assert rows and all("subject" not in r and "tags" not in r and "id" in r for r in rows)
