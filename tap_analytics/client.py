@@ -111,6 +111,11 @@ class AnalyticsStream(RESTStream[t.Any]):
         return build_paginator(self.resource.paginator, self.page_size,
                                self.resource.data_selector)
 
+    def build_prepared_request(self, *args: t.Any, **kwargs: t.Any) -> requests.PreparedRequest:
+        """Prepare without authenticating: `_request` authenticates each attempt inside the
+        retry loop, so a token endpoint that fails transiently is retried too."""
+        return self.requests_session.prepare_request(requests.Request(*args, **kwargs))
+
     def get_url_params(self, context: Context | None, next_page_token: t.Any) -> dict:
         resource = self.resource
         spec = resource.paginator

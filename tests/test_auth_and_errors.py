@@ -206,3 +206,11 @@ def test_retry_log_is_a_warning_without_secrets(requests_mock, caplog) -> None:
     retries = [r for r in caplog.records if "retry 1 of 3" in r.getMessage()]
     assert retries and retries[0].levelno == logging.WARNING
     assert "GET /v1/teams failed (status 503)" in retries[0].getMessage()
+
+
+def test_token_endpoint_transient_failure_is_retried(requests_mock) -> None:
+    requests_mock.post(TOKEN_URL, [{"status_code": 503, "json": {}},
+                                   {"json": {"access_token": "tok-one-1111", "expires_in": 60}}])
+    requests_mock.get(BASE + "/v1/teams", json={"data": [{"id": "t1"}]})
+    assert [r["id"] for r in records(make_tap(**OAUTH))] == ["t1"]
+    assert [r.method for r in requests_mock.request_history] == ["POST", "POST", "GET"]
