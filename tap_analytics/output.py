@@ -95,6 +95,12 @@ def write_records(stream: t.Any, shaper: RecordShaper, record: dict) -> None:
     writer = stream._tap.message_writer
     for stream_map in stream.stream_maps:
         mapped = stream_map.transform(record)
-        if mapped is not None:
-            writer.write_record(stream_map.stream_alias, mapped,
-                                stream._stream_version, extracted)
+        if mapped is None:
+            continue
+        if isinstance(writer, BufferedMsgSpecWriter):
+            writer.write_record(stream_map.stream_alias, mapped, stream._stream_version,
+                                extracted)
+        else:  # a writer handed in by the caller gets ordinary messages
+            writer.write_message(RecordMessage(stream=stream_map.stream_alias, record=mapped,
+                                               version=stream._stream_version,
+                                               time_extracted=extracted))
