@@ -216,7 +216,8 @@ class AnalyticsStream(RESTStream[t.Any]):
     def _write_record_message(self, record: dict) -> None:
         """The SDK's record path, with the schema and selection work done once per stream."""
         if self._shaper is None:
-            self._shaper = RecordShaper(self.schema, self.mask, self.logger, self.name)
+            self._shaper = RecordShaper(self.schema, self.mask, self.logger, self.name,
+                                        self.stream_maps)
         write_records(self, self._shaper, record)
         self.state_manager.is_flushed = False
 

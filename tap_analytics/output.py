@@ -9,6 +9,7 @@ import typing as t
 from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers._util import utc_now
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 
 if t.TYPE_CHECKING:
@@ -62,8 +63,12 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
 class RecordShaper:
     """What a stream decides once, so that each record costs one check, not a schema walk."""
 
-    def __init__(self, schema: dict, mask: t.Any, logger: t.Any, stream: str) -> None:
+    def __init__(self, schema: dict, mask: t.Any, logger: t.Any, stream: str,
+                 stream_maps: t.Sequence[t.Any]) -> None:
         properties = schema.get("properties", {})
+        # (alias, transform), transform None where the map is the identity
+        self.maps = [(m.stream_alias, None if _is_identity(m) else m.transform)
+                     for m in stream_maps]
         self._known = frozenset(properties)
         self._schema = schema
         self._mask = mask
@@ -78,13 +83,13 @@ class RecordShaper:
         if self._any_deselected:
             pop_deselected_record_properties(record, self._schema, self._mask)
         if not self._known.issuperset(record):
-            unknown = [key for key in record if key not in self._known]
+            unknown = record.keys() - self._known
             for key in unknown:
                 del record[key]
             if not self._warned:
                 self._warned = True
                 self._logger.warning("Properties %s of '%s' are not in its schema; dropped.",
-                                     unknown, self._stream)
+                                     sorted(unknown), self._stream)
         return record
 
 
@@ -93,14 +98,18 @@ def write_records(stream: t.Any, shaper: RecordShaper, record: dict) -> None:
     record = shaper.shape(record)
     extracted = utc_now()
     writer = stream._tap.message_writer
-    for stream_map in stream.stream_maps:
-        mapped = stream_map.transform(record)
+    for alias, transform in shaper.maps:
+        mapped = record if transform is None else transform(record)
         if mapped is None:
             continue
         if isinstance(writer, BufferedMsgSpecWriter):
-            writer.write_record(stream_map.stream_alias, mapped, stream._stream_version,
-                                extracted)
+            writer.write_record(alias, mapped, stream._stream_version, extracted)
         else:  # a writer handed in by the caller gets ordinary messages
-            writer.write_message(RecordMessage(stream=stream_map.stream_alias, record=mapped,
+            writer.write_message(RecordMessage(stream=alias, record=mapped,
                                                version=stream._stream_version,
                                                time_extracted=extracted))
+
+
+def _is_identity(stream_map: t.Any) -> bool:
+    """The SDK's default map, with flattening off, returns each record unchanged."""
+    return type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled
