@@ -190,11 +190,13 @@ def test_user_declared_child_resource(server) -> None:
 def test_stream_maps_and_selection_apply_to_records(server) -> None:
     maps = {"contacts": {"email": "md5(email)"}, "teams": None,
             "companies": {"__alias__": "organisations"}}
-    out = sync(config_for(server, stream_maps=maps),
+    out = sync(config_for(server, stream_maps=maps, flattening_enabled=True,
+                          flattening_max_depth=1),
                ["contacts", "teams", "companies", "conversations"])
     records = out.records
     assert "teams" not in records
     assert all(len(r["email"]) == 32 and "@" not in r["email"] for r in records["contacts"])
+    assert all("custom_attributes__plan" in r for r in records["contacts"])  # flattened
     assert len(records["organisations"]) == len(server.ids()["companies"])
     first = next(m for m in out.messages if m["type"] == "RECORD")
     assert set(first) >= {"type", "stream", "record", "time_extracted"}
