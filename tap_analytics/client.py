@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.streams import RESTStream
 
@@ -73,6 +74,7 @@ class AnalyticsStream(RESTStream[t.Any]):
             self.state_partitioning_keys = []
         self._pending_partitions: list[dict] = []
         self._shaper: RecordShaper | None = None
+        self.extracted_at = utc_now()
 
     # --- configuration -------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class AnalyticsStream(RESTStream[t.Any]):
         return params
 
     def parse_response(self, response: requests.Response) -> list[dict]:
+        self.extracted_at = utc_now()  # time_extracted of this page's records
         return records_of(response, self.resource.data_selector)
 
     def validate_response(self, response: requests.Response) -> None:

@@ -6,9 +6,8 @@ import datetime
 import sys
 import typing as t
 
-from singer_sdk.contrib.msgspec import MsgSpecWriter, serialize_jsonl
+from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 
@@ -31,13 +30,19 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
 
     def write_record(self, stream: str, record: dict, version: int | None,
                      extracted: datetime.datetime) -> None:
-        """A RECORD message, encoded straight from its parts (the hot path)."""
-        message = {"type": "RECORD", "stream": stream, "record": record,
-                   "time_extracted": extracted}
-        if version is not None:
-            message["version"] = version
+        """A RECORD message: the record encoded into place between parts encoded once."""
+        key = (stream, version, extracted)
+        if key != self.__dict__.get("_frame_key"):
+            head = {"type": "RECORD", "stream": stream}
+            tail = {"version": version} if version is not None else {}
+            tail["time_extracted"] = extracted
+            self._frame_key = key
+            self._head = encoder.encode(head)[:-1] + b',"record":'
+            self._tail = b"," + encoder.encode(tail)[1:] + b"\n"
         pending = self.__dict__.setdefault("_pending", bytearray())
-        pending += serialize_jsonl(message)
+        pending += self._head
+        encoder.encode_into(record, pending, -1)
+        pending += self._tail
         if len(pending) >= self.FLUSH_BYTES:
             self._flush(pending)
 
@@ -96,7 +101,7 @@ class RecordShaper:
 def write_records(stream: t.Any, shaper: RecordShaper, record: dict) -> None:
     """The SDK's record path (selection, stream maps), one pass, no message objects."""
     record = shaper.shape(record)
-    extracted = utc_now()
+    extracted = stream.extracted_at
     writer = stream._tap.message_writer
     for alias, transform in shaper.maps:
         mapped = record if transform is None else transform(record)
