@@ -120,8 +120,10 @@ def test_rate_limit_holds_at_the_server_across_threads(many_segments) -> None:
     assert len(out.records["segment_people"]) == 30 * 23
     stamps = sorted(r["t"] for r in many_segments.requests())
     assert len(stamps) >= 31
-    # any window of one second holds at most `rate` request starts (+1 for edge rounding)
+    # The limiter spaces request starts 1/rate apart in the client; a thread descheduled
+    # between its turn and its send can arrive a little late, so one-second windows at
+    # the server get a slack of 3, and the overall rate none to speak of.
     for i, start in enumerate(stamps):
         in_window = sum(1 for s in stamps[i:] if s < start + 1.0)
-        assert in_window <= rate + 1
-    assert (stamps[-1] - stamps[0]) >= (len(stamps) - 1) / rate * 0.9
+        assert in_window <= rate + 3
+    assert (len(stamps) - 1) / (stamps[-1] - stamps[0]) <= rate * 1.05
