@@ -17,7 +17,7 @@ TRANSIENT = {
     "429 without Retry-After": {"kind": "429"},
     "500": {"kind": "500"}, "502": {"kind": "502"}, "503": {"kind": "503"},
     "504": {"kind": "504"}, "dropped connection": {"kind": "drop"},
-    "read time-out": {"kind": "timeout", "delay": 0.6},
+    "read time-out": {"kind": "timeout", "delay": 1.2},
 }
 FATAL = {"401": "answered 401", "403": "answered 403", "404": "answered 404",
          "nonjson": "is not valid JSON", "truncated": "is not valid JSON",
@@ -43,7 +43,9 @@ def test_transient_fault_leaves_exact_data(server, stream, fault) -> None:
     rule = {"path": fault_path(stream), "times": 2, "after": 1 if paged else 0,
             **TRANSIENT[fault]}
     server.faults(rule)
-    out = sync(config_for(server, page_size=25, request_timeout=0.3), selection(stream))
+    # a short time-out only where the fault is a time-out: a loaded machine never trips it
+    timeout = 0.5 if TRANSIENT[fault]["kind"] == "timeout" else 10
+    out = sync(config_for(server, page_size=25, request_timeout=timeout), selection(stream))
     keys = out.keys(stream, STREAMS[stream].primary_key)
     assert len(keys) == len(set(keys))
     assert set(keys) == server.ids()[stream]
