@@ -28,18 +28,24 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
 
     FLUSH_BYTES = 1 << 16
 
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending = bytearray()
+        self._frame_key: tuple | None = None
+        self._head = self._tail = b""
+
     def write_record(self, stream: str, record: dict, version: int | None,
                      extracted: datetime.datetime) -> None:
         """A RECORD message: the record encoded into place between parts encoded once."""
         key = (stream, version, extracted)
-        if key != self.__dict__.get("_frame_key"):
+        if key != self._frame_key:
             head = {"type": "RECORD", "stream": stream}
             tail = {"version": version} if version is not None else {}
             tail["time_extracted"] = extracted
             self._frame_key = key
             self._head = encoder.encode(head)[:-1] + b',"record":'
             self._tail = b"," + encoder.encode(tail)[1:] + b"\n"
-        pending = self.__dict__.setdefault("_pending", bytearray())
+        pending = self._pending
         pending += self._head
         encoder.encode_into(record, pending, -1)
         pending += self._tail
@@ -47,7 +53,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             self._flush(pending)
 
     def write_message(self, message: Message) -> None:
-        pending = self.__dict__.setdefault("_pending", bytearray())
+        pending = self._pending
         pending += self.format_message(message)
         if len(pending) >= self.FLUSH_BYTES or not isinstance(message, RecordMessage):
             self._flush(pending)

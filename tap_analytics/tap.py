@@ -125,7 +125,6 @@ class TapAnalytics(Tap):
 
 def main() -> None:
     """Console entry point: one clear, secret-free line on any failure."""
-    install_log_redaction()
     try:
         code = TapAnalytics.cli.main(standalone_mode=False)
     except click.ClickException as exc:  # usage errors, as click reports them
@@ -142,7 +141,7 @@ def main() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet exit flush
         sys.exit(1)
     except Exception as exc:
-        install_log_redaction()
+        install_log_redaction()  # the failure may have come before the tap installed it
         LOGGER.debug("Traceback of the failure", exc_info=True)
         message = str(exc) or type(exc).__name__
         LOGGER.error("tap-analytics failed: %s", redact(message.splitlines()[0]))

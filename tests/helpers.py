@@ -165,9 +165,5 @@ def run_cli(config: dict, *args: str, state: dict | None = None, catalog: dict |
     return Output(messages, proc.stderr, proc.returncode)
 
 
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if "| ERROR" in line or "CRITICAL" in line]
-
-
 def quiet_sdk_logs() -> None:
     logging.getLogger("singer_sdk.metrics").setLevel(logging.WARNING)
