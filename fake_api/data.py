@@ -7,6 +7,8 @@ import json
 import typing as t
 from dataclasses import dataclass, field
 
+from fake_api.drift import Drift
+
 EPOCH = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
 TIES = 3  # records share updated_at in groups of this size, to exercise tie order
 
@@ -134,6 +136,7 @@ class Dataset:
     segments: int = 10
     segment_size: int | None = None
     big: tuple[str, ...] | None = None  # incremental streams sized `scale`; None: all
+    drift_seed: int | None = None  # drift mode: undocumented fields and types from this seed
     tables: dict[str, list[dict]] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)
     clock: float = 0.0
@@ -164,6 +167,11 @@ class Dataset:
             self.tables[name] = [make(i) for i in range(counts[name])]
         self.tables["accounts"] = [_account(i) for i in range(25)]
         self.tables["resource"] = [_resource(i) for i in range(max(10, n // 4))]
+        self.drift = Drift(self.drift_seed) if self.drift_seed is not None else None
+        if self.drift is not None:
+            for name, rows in self.tables.items():
+                for i, record in enumerate(rows):
+                    self.drift.decorate(name, record, i / len(rows))
         people = self.tables["peoples"]
         self.people_by_id = {p["id"]: p for p in people}
         size = self.segment_size or max(1, min(len(people), 2 * n // max(1, self.segments)))
@@ -178,7 +186,12 @@ class Dataset:
             return None
         people = self.people_by_id
         keep = ("id", "email", "first_name", "last_name", "created_at", "updated_at")
-        return [{k: people[i][k] for k in keep} for i in self.members[segment_id]]
+        members = self.members[segment_id]
+        rows = [{k: people[i][k] for k in keep} for i in members]
+        if self.drift is not None:
+            for position, row in enumerate(rows):
+                self.drift.decorate("segment_people", row, position / len(rows))
+        return rows
 
     def listing(self, name: str) -> list[dict]:
         return self.tables[name]
@@ -212,6 +225,8 @@ class Dataset:
             for k in range(inserts):
                 record = INCREMENTAL[name](len(rows) + k)
                 record["updated_at"] = ts(self.clock + 60)
+                if self.drift is not None:
+                    self.drift.decorate(name, record, 1.0)
                 new.append(record)
             rows.extend(new)
             if name == "peoples":
@@ -220,6 +235,13 @@ class Dataset:
             changed[name] = {"updated": [r["id"] for r in picked],
                              "inserted": [r["id"] for r in new]}
         return changed
+
+    def all_records(self) -> dict[str, list[dict]]:
+        """Every record per stream as the API serves it (segment_people stamped)."""
+        out = {name: list(rows) for name, rows in self.tables.items()}
+        out["segment_people"] = [{**row, "segment_id": sid} for sid in self.members
+                                 for row in self.segment_people(sid) or []]
+        return out
 
     def all_ids(self) -> dict[str, list]:
         """Primary keys per stream, as the tap should deliver them."""

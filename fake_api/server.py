@@ -2,7 +2,7 @@
 
 Admin endpoints (no auth) let tests steer it:
   GET  /_admin/ids       primary keys per stream   POST /_admin/faults  {"rules": [...]}
-  GET  /_admin/counts    records per stream
+  GET  /_admin/counts    records per stream         GET  /_admin/records  every record served
   GET  /_admin/requests  the request log           POST /_admin/mutate  {"updates", "inserts"}
   POST /_admin/reset     clear log and faults      POST /_admin/revoke  revoke all tokens
   POST /_admin/delete_segment {"id"}               POST /_admin/config  {"latency_ms", ...}
@@ -64,6 +64,7 @@ class FakeAPI:
     segments: int = 10
     segment_size: int | None = None
     big: tuple[str, ...] | None = None
+    drift_seed: int | None = None
     api_key: str = "test-key"
     key_name: str = "api_key"
     client_id: str = "test-client"
@@ -78,7 +79,8 @@ class FakeAPI:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self.data = Dataset(self.scale, self.segments, self.segment_size, self.big)
+        self.data = Dataset(self.scale, self.segments, self.segment_size, self.big,
+                            self.drift_seed)
 
     def fault_for(self, path: str) -> Rule | None:
         with self.lock:
@@ -198,6 +200,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/_admin/ids":
             with api.lock:
                 return self.send_json(200, api.data.all_ids())
+        if url.path == "/_admin/records":
+            with api.lock:
+                return self.send_json(200, api.data.all_records())
         if url.path == "/_admin/counts":
             with api.lock:
                 return self.send_json(200, {k: len(v) for k, v in api.data.all_ids().items()})

@@ -11,13 +11,15 @@ from urllib.parse import urlparse
 
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.streams import RESTStream
 
 from tap_analytics.auth import ClientCredentialsAuthenticator, TokenRefusedError
+from tap_analytics.conform import Conformer
 from tap_analytics.fanout import fan_out
-from tap_analytics.output import RecordShaper, write_records
+from tap_analytics.output import record_maps, write_records
 from tap_analytics.pagination import build_paginator
 from tap_analytics.payload import body_of, records_of
 from tap_analytics.redact import redact
@@ -62,7 +64,7 @@ class AnalyticsStream(RESTStream[t.Any]):
 
     resource: t.ClassVar[Resource]
     STATE_MSG_FREQUENCY = 1000
-    # Records are JSON as decoded: RecordShaper drops what the schema lacks, once per record.
+    # Records are JSON as decoded; the Conformer fits them to the schema, once per page.
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     def __init__(self, tap: t.Any, schema: dict | None = None) -> None:
@@ -73,7 +75,9 @@ class AnalyticsStream(RESTStream[t.Any]):
         if resource.parent is not None:
             self.state_partitioning_keys = []
         self._pending_partitions: list[dict] = []
-        self._shaper: RecordShaper | None = None
+        self.conformer: Conformer | None = None
+        self._published_version = 0
+        self._maps: list[tuple[str, t.Any]] | None = None
         self.extracted_at = utc_now()
 
     # --- configuration -------------------------------------------------------------
@@ -137,6 +141,32 @@ class AnalyticsStream(RESTStream[t.Any]):
     def parse_response(self, response: requests.Response) -> list[dict]:
         self.extracted_at = utc_now()  # time_extracted of this page's records
         return records_of(response, self.resource.data_selector)
+
+    def request_records(self, context: Context | None) -> t.Iterator[dict]:
+        for page in self.request_pages(context):
+            yield from page
+
+    def request_pages(self, context: Context | None, *, conform: bool = True
+                      ) -> t.Iterator[list[dict]]:
+        """Each page of one listing: records stamped with their parent's key, conformed."""
+        paginator = self.get_new_paginator()
+        call = self.request_decorator(self._request)
+        stamp = dict(context) if context and self.resource.parent is not None else None
+        with self.get_http_request_counter() as counter:
+            counter.with_context(context)
+            while not paginator.finished:
+                prepared = self._prepare_request(context=context, page=paginator)
+                response = call(prepared, context)
+                counter.increment()
+                self.update_sync_costs(prepared, response, context)
+                records = self.parse_response(response)
+                if not records:
+                    break
+                if stamp:
+                    for record in records:
+                        record.update(stamp)
+                yield self.conformer.conform_page(records) if conform else records
+                paginator.advance(response)
 
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
@@ -217,14 +247,38 @@ class AnalyticsStream(RESTStream[t.Any]):
     # --- records -------------------------------------------------------------------
 
     def _write_record_message(self, record: dict) -> None:
-        """The SDK's record path, with the schema and selection work done once per stream."""
-        if self._shaper is None:
-            self._shaper = RecordShaper(self.schema, self.mask, self.logger, self.name,
-                                        self.stream_maps)
-        write_records(self, self._shaper, record)
+        """The SDK's record path, with the stream-map work decided once per schema version."""
+        if self.conformer.version != self._published_version or self._maps is None:
+            self._publish_schema()
+        write_records(self, self._maps, record)
         self.state_manager.is_flushed = False
 
+    def _publish_schema(self) -> None:
+        """Put a schema the conformer grew in force: stream maps, then a SCHEMA message."""
+        version, schema = self.conformer.snapshot()
+        if version != self._published_version:
+            self._schema = schema
+            if self._input_schema is not None:
+                self._input_schema = schema
+            self._tap.mapper.register_raw_stream_schema(
+                self.name, get_selected_schema(self.name, schema, self.mask), self.primary_keys)
+            self._stream_maps = None
+            self._write_schema_message()
+            self._published_version = version
+        self._maps = record_maps(self.stream_maps)
+
+    def start_conformer(self) -> Conformer:
+        """The schema in force when the stream's SCHEMA message goes out (version 0)."""
+        if self.conformer is None:
+            fixed = [*self.primary_keys, *([self.replication_key] if self.replication_key else [])]
+            self.conformer = Conformer(self.name, self.effective_schema, fixed=fixed,
+                                       contract=self.settings.schema_contract, mask=self.mask,
+                                       logger=self.logger,
+                                       learning=self._tap.input_catalog is None)
+        return self.conformer
+
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
+        self.start_conformer()
         try:
             if self.resource.parent is None:
                 yield from self.request_records(context)
@@ -248,7 +302,12 @@ class AnalyticsStream(RESTStream[t.Any]):
 
     def generate_child_contexts(self, record: dict, context: Context | None
                                 ) -> t.Iterable[Context | None]:
-        """Collect child partitions instead of syncing each child per record."""
+        """Collect child partitions instead of syncing each child per record.
+
+        A record the primary stream map filters out (`__filter__`) has no children read.
+        """
+        if not self.stream_maps[0].get_filter_result(record):
+            return ()
         for child in self.child_streams:
             spec = child.resource.parent
             if spec.field not in record:

@@ -1,4 +1,4 @@
-"""The per-record output path: one pass over each record, written in buffered JSON lines."""
+"""The per-record output path: stream maps applied, records written in buffered JSON lines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import sys
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
-from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib import RecordMessage
 
@@ -71,45 +70,16 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             raise OutputClosedError(msg) from None
 
 
-class RecordShaper:
-    """What a stream decides once, so that each record costs one check, not a schema walk."""
-
-    def __init__(self, schema: dict, mask: t.Any, logger: t.Any, stream: str,
-                 stream_maps: t.Sequence[t.Any]) -> None:
-        properties = schema.get("properties", {})
-        # (alias, transform), transform None where the map is the identity
-        self.maps = [(m.stream_alias, None if _is_identity(m) else m.transform)
-                     for m in stream_maps]
-        self._known = frozenset(properties)
-        self._schema = schema
-        self._mask = mask
-        self._any_deselected = any(
-            not mask[("properties", name)] for name in properties
-        ) or any(not selected for crumb, selected in mask.items() if len(crumb) > 2)
-        self._logger = logger
-        self._stream = stream
-        self._warned = False
-
-    def shape(self, record: dict) -> dict:
-        if self._any_deselected:
-            pop_deselected_record_properties(record, self._schema, self._mask)
-        if not self._known.issuperset(record):
-            unknown = record.keys() - self._known
-            for key in unknown:
-                del record[key]
-            if not self._warned:
-                self._warned = True
-                self._logger.warning("Properties %s of '%s' are not in its schema; dropped.",
-                                     sorted(unknown), self._stream)
-        return record
+def record_maps(stream_maps: t.Sequence[t.Any]) -> list[tuple[str, t.Any]]:
+    """(alias, transform) per stream map; transform None where the map is the identity."""
+    return [(m.stream_alias, None if _is_identity(m) else m.transform) for m in stream_maps]
 
 
-def write_records(stream: t.Any, shaper: RecordShaper, record: dict) -> None:
-    """The SDK's record path (selection, stream maps), one pass, no message objects."""
-    record = shaper.shape(record)
+def write_records(stream: t.Any, maps: list[tuple[str, t.Any]], record: dict) -> None:
+    """The SDK's record path (stream maps) for one conformed record, no message objects."""
     extracted = stream.extracted_at
     writer = stream._tap.message_writer
-    for alias, transform in shaper.maps:
+    for alias, transform in maps:
         mapped = record if transform is None else transform(record)
         if mapped is None:
             continue

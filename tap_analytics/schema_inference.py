@@ -1,67 +1,72 @@
-"""A JSON schema inferred from sample records, for resources declared without one."""
+"""JSON schema properties learned from sample records: the API, not this project, decides them."""
 
 from __future__ import annotations
 
-import datetime
 import decimal
 import typing as t
+from collections import Counter
 
-_TYPE_ORDER = ("boolean", "integer", "number", "string", "object", "array")
+from tap_analytics.timestamps import is_rfc3339
+
+# On a tie the kind that holds the others as text wins, so no sample is forced aside.
+_TIE_ORDER = ("string", "number", "integer", "object", "array", "boolean")
 
 
-def _json_type(value: t.Any) -> str | None:
+def json_kind(value: t.Any) -> str | None:
+    """The JSON type of a decoded value; None for null."""
+    kind = type(value)
     if value is None:
         return None
-    if isinstance(value, bool):
+    if kind is bool:
         return "boolean"
-    if isinstance(value, int):
+    if kind is int:
         return "integer"
-    if isinstance(value, (float, decimal.Decimal)):
+    if kind is float or kind is decimal.Decimal:
         return "number"
-    if isinstance(value, dict):
+    if kind is dict:
         return "object"
-    if isinstance(value, list):
+    if kind is list:
         return "array"
     return "string"
 
 
-def _is_datetime(value: t.Any) -> bool:
-    if not isinstance(value, str) or len(value) < 19 or value[4] != "-" or "T" not in value:
-        return False
-    try:
-        datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return False
-    return True
+def infer_property(values: t.Iterable[t.Any]) -> dict:
+    """One nullable property typed by the kind most values have.
+
+    Integers and numbers together are numbers; strings are date-times when every one is
+    RFC 3339. Objects and arrays are left open (no sub-schema), so their contents may
+    change without breaking a load. A field seen only as null is a string.
+    """
+    values = [v for v in values if v is not None]
+    kinds = Counter(json_kind(v) for v in values)
+    if kinds["integer"] and kinds["number"]:
+        kinds["number"] += kinds.pop("integer")
+    if not kinds:
+        return {"type": ["string", "null"]}
+    best = max(kinds.values())
+    kind = next(k for k in _TIE_ORDER if kinds.get(k) == best)
+    prop: dict[str, t.Any] = {"type": [kind, "null"]}
+    strings = [v for v in values if type(v) is str]
+    if kind == "string" and strings and all(is_rfc3339(v) for v in strings):
+        prop["format"] = "date-time"
+    return prop
 
 
-def infer_schema(records: t.Sequence[dict], required: t.Iterable[str] = ()) -> dict:
-    """Types seen per field; every field nullable except the `required` keys."""
-    seen: dict[str, set[str]] = {}
-    datetimes: dict[str, bool] = {}
+def infer_properties(records: t.Sequence[dict], only: t.Iterable[str] | None = None
+                     ) -> dict[str, dict]:
+    """Properties for every field of `records` (or just those in `only`), in first-seen order."""
+    wanted = None if only is None else set(only)
+    order: dict[str, None] = {}
     for record in records:
-        for key, value in record.items():
-            kinds = seen.setdefault(key, set())
-            kind = _json_type(value)
-            if kind:
-                kinds.add(kind)
-            if isinstance(value, str):
-                datetimes[key] = datetimes.get(key, True) and _is_datetime(value)
-    required = [k for k in required]
-    properties: dict[str, dict] = {}
-    for key, kinds in seen.items():
-        if {"integer", "number"} <= kinds:
-            kinds.discard("integer")
-        if len(kinds) > 1:
-            kinds = {"string"} if kinds <= {"string", "integer", "number", "boolean"} else set()
-        prop: dict[str, t.Any] = {}
-        if kinds:
-            kind = next(iter(kinds))
-            prop["type"] = kind if key in required else [kind, "null"]
-            if kind == "string" and datetimes.get(key):
-                prop["format"] = "date-time"
-        properties[key] = prop  # {} accepts anything where the sample disagrees
-    for key in required:
-        properties.setdefault(key, {"type": "string"})
-    return {"type": "object", "properties": properties,
-            "required": [k for k in required if k in properties]}
+        for key in record:
+            if wanted is None or key in wanted:
+                order.setdefault(key)
+    return {key: infer_property(r.get(key) for r in records) for key in order}
+
+
+def merge_schema(declared: dict, learned: dict[str, dict]) -> dict:
+    """Declared properties, then learned ones the declaration does not name."""
+    schema = {**declared, "properties": dict(declared.get("properties", {}))}
+    for key, prop in learned.items():
+        schema["properties"].setdefault(key, prop)
+    return schema

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 import logging
 import os
 import signal
 import sys
 import typing as t
 from functools import cached_property
-from importlib import resources as package_files
 
 import click
 from singer_sdk import Tap
 from singer_sdk.helpers._packaging import get_sdk_version
 
 from tap_analytics.auth import build_authenticator
+from tap_analytics.discovery import declared_schema, sample_schemas
 from tap_analytics.http import RateLimiter, SessionPool
 from tap_analytics.output import BufferedMsgSpecWriter, OutputClosedError
 from tap_analytics.redact import install_log_redaction, redact
-from tap_analytics.schema_inference import infer_schema
-from tap_analytics.settings import CONFIG_SCHEMA, ConfigError, Settings, parse_settings
+from tap_analytics.settings import (
+    CONFIG_SCHEMA,
+    ConfigError,
+    Settings,
+    normalized_config,
+    parse_settings,
+)
 from tap_analytics.streams import BUILTIN_STREAMS, link_parents, stream_class
 
 if t.TYPE_CHECKING:
@@ -31,8 +34,6 @@ if t.TYPE_CHECKING:
 
 LOGGER = logging.getLogger("tap-analytics")
 BUILTIN_NAMES = tuple(cls.resource.name for cls in BUILTIN_STREAMS)
-NUMERIC_SETTINGS = ("page_size", "max_retries", "backoff_factor", "request_timeout",
-                    "max_concurrency", "max_requests_per_second")
 
 
 class TapAnalytics(Tap):
@@ -47,18 +48,19 @@ class TapAnalytics(Tap):
         install_log_redaction()  # the SDK has set up its log handlers by now
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
-        # Our own checks first: one line naming the setting, never echoing a value.
-        settings = parse_settings(self.config, BUILTIN_NAMES)
+        """Our own checks first: one line naming the setting, never echoing a value.
+
+        Discovery (`raise_errors` False) needs no credentials; bad values still stop it.
+        """
+        settings = parse_settings(self._config, BUILTIN_NAMES, require_credentials=raise_errors)
         self.__dict__["settings"] = settings
-        # Numbers may arrive as text (environment variables, Meltano string settings).
-        for name in NUMERIC_SETTINGS:
-            if isinstance(self._config.get(name), str):
-                self._config[name] = getattr(settings, name)
+        # Numbers arrive as Decimal (JSON files), text (environment) or int/float (Meltano).
+        self._config = normalized_config(self._config)
         return super()._validate_config(raise_errors=raise_errors)
 
     @cached_property
     def settings(self) -> Settings:
-        return parse_settings(self.config, BUILTIN_NAMES)
+        return parse_settings(self.config, BUILTIN_NAMES, require_credentials=False)
 
     @cached_property
     def sessions(self) -> SessionPool:
@@ -70,48 +72,26 @@ class TapAnalytics(Tap):
     def authenticator(self) -> t.Any:
         return build_authenticator(self.settings, session=self.sessions.new_session())
 
+    sample_api = False  # set by --discover: learn each stream's fields from the live API
+
+    def run_discovery(self) -> str:
+        """`--discover`: the declared fields, plus those the first page of each listing shows.
+
+        A sync without a catalog skips the sampling: its first page teaches the same fields
+        (see `conform.py`), without extra requests.
+        """
+        self.sample_api = True
+        return super().run_discovery()
+
     def discover_streams(self) -> list[AnalyticsStream]:
         classes = list(BUILTIN_STREAMS)
         classes += [stream_class(resource) for resource in self.settings.resources]
         link_parents(classes)
-        streams = {}
-        for cls in classes:
-            stream = cls(self, schema=self._known_schema(cls))
-            if cls.resource.schema is None and not stream.schema.get("properties"):
-                stream = cls(self, schema=self._inferred_schema(stream, streams))
-            streams[cls.resource.name] = stream
-        return list(streams.values())
-
-    def _known_schema(self, cls: type[AnalyticsStream]) -> dict:
-        resource = cls.resource
-        if resource.schema is not None:
-            return dict(resource.schema)
-        if cls in BUILTIN_STREAMS:
-            text = package_files.files("tap_analytics").joinpath(
-                "schemas", f"{resource.name}.json").read_text()
-            return json.loads(text)
-        entry = self.input_catalog.get_stream(resource.name) if self.input_catalog else None
-        if entry is not None and entry.schema.properties:
-            return entry.schema.to_dict()
-        return {"type": "object", "properties": {}}
-
-    def _inferred_schema(self, stream: AnalyticsStream,
-                         streams: dict[str, AnalyticsStream]) -> dict:
-        context = None
-        if stream.resource.parent is not None:
-            spec = stream.resource.parent
-            parent = streams[spec.resource]
-            first = next(iter(parent.request_records(None)), None)
-            context = {spec.placeholder: first[spec.field]} if first else None
-        sample = []
-        if context is not None or stream.resource.parent is None:
-            sample = list(itertools.islice(stream.request_records(context), stream.page_size))
-            for record in sample:
-                record.update(context or {})
-        self.logger.warning(
-            "Stream '%s' has no declared schema: inferred one from %d records of its first "
-            "page; declare 'schema' in its resource entry to fix it.", stream.name, len(sample))
-        return infer_schema(sample, required=stream.primary_keys)
+        streams = [cls(self, schema=declared_schema(cls.resource, cls in BUILTIN_STREAMS))
+                   for cls in classes]
+        if self.sample_api:
+            sample_schemas(self, streams)
+        return streams
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import requests
+from jsonschema import Draft7Validator, FormatChecker
 
 from fake_api.server import FakeAPI, serve
 
@@ -102,15 +103,52 @@ class Output:
 
 
 def parse_lines(text: str) -> list[dict]:
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """Singer messages, each RECORD checked against its stream's SCHEMA in force."""
+    messages = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert_records_match_schemas(messages)
+    return messages
 
 
-def catalog_selecting(config: dict, streams: t.Iterable[str]) -> dict:
-    """A discovered catalog with only `streams` selected."""
+STRICT = FormatChecker()
+assert not STRICT.conforms("2026-13-01T00:00:00Z", "date-time"), "rfc3339-validator missing"
+
+
+def assert_records_match_schemas(messages: t.Iterable[dict]) -> int:
+    """Validate every RECORD the way a strict target does (JSON Schema, formats checked)
+    against the latest SCHEMA of its stream; return how many records were checked."""
+    validators: dict[str, Draft7Validator] = {}
+    checked = 0
+    for number, message in enumerate(messages, 1):
+        if message["type"] == "SCHEMA":
+            validators[message["stream"]] = Draft7Validator(message["schema"],
+                                                            format_checker=STRICT)
+        elif message["type"] == "RECORD":
+            validator = validators.get(message["stream"])
+            assert validator is not None, f"message {number}: RECORD before its SCHEMA"
+            error = next(validator.iter_errors(message["record"]), None)
+            assert error is None, (f"message {number} ({message['stream']}): "
+                                   f"{error.message} at {list(error.absolute_path)}")
+            checked += 1
+    return checked
+
+
+def discovered_catalog(config: dict) -> dict:
+    """What `--discover` gives: the declared fields plus those the API's first pages show."""
+    from tap_analytics.tap import TapAnalytics
+
+    tap = TapAnalytics(config=config, setup_mapper=False)
+    tap.sample_api = True
+    return tap.catalog_dict
+
+
+def catalog_selecting(config: dict, streams: t.Iterable[str], *, discovered: bool = False
+                      ) -> dict:
+    """A catalog with only `streams` selected: the declared one, or what `--discover` says."""
     from tap_analytics.tap import TapAnalytics
 
     wanted = set(streams)
-    catalog = TapAnalytics(config=config, setup_mapper=False).catalog_dict
+    catalog = (discovered_catalog(config) if discovered
+               else TapAnalytics(config=config, setup_mapper=False).catalog_dict)
     for entry in catalog["streams"]:
         for item in entry["metadata"]:
             if item["breadcrumb"] == []:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from singer_sdk.testing import SuiteConfig, get_tap_test_class
 
 from tap_analytics.tap import TapAnalytics
-from tests.helpers import config_for, start_server
+from tests.helpers import config_for, discovered_catalog, start_server
 
 SERVER = start_server(scale=60, segments=4)
+CONFIG = config_for(SERVER, page_size=25)
 
+# The catalog of `--discover`, which samples the API: the SDK's suite holds records to it.
 TestTapAnalytics = get_tap_test_class(
     tap_class=TapAnalytics,
-    config=config_for(SERVER, page_size=25),
+    config=CONFIG,
+    catalog=discovered_catalog(CONFIG),
     suite_config=SuiteConfig(max_records_limit=None),
 )

@@ -10,9 +10,16 @@ from tap_analytics.tap import TapAnalytics
 BASE = "https://api.test"
 
 
+def declared_catalog(config: dict) -> dict:
+    """The catalog discovery gives before credentials: declared fields, no request made."""
+    keyless = {k: v for k, v in config.items() if k not in ("api_key", "client_secret")}
+    return TapAnalytics(config=keyless, validate_config=False, setup_mapper=False).catalog_dict
+
+
 def make_tap(**config: t.Any) -> TapAnalytics:
+    """A tap with the declared catalog, so that only the requests a test expects are made."""
     settings = {"base_url": BASE, "api_key": "unit-key-000", "backoff_factor": 0, **config}
-    return TapAnalytics(config=settings, setup_mapper=False)
+    return TapAnalytics(config=settings, catalog=declared_catalog(settings), setup_mapper=False)
 
 
 def stream_of(tap: TapAnalytics, name: str) -> t.Any:
