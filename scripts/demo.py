@@ -90,7 +90,7 @@ def main() -> None:
     say(f"Fake Analytics API on http://127.0.0.1:{server.server_port} "
         f"({args.scale} records per big stream)")
     env = {**os.environ, "TAP_ANALYTICS_BASE_URL": f"http://127.0.0.1:{server.server_port}",
-           "TAP_ANALYTICS_API_KEY": api.api_key, "TAP_ANALYTICS_BACKOFF_FACTOR": "0.1",
+           "TAP_ANALYTICS_API_KEY": api.api_key,
            # every record is later than this; it marks the sync's requests apart from the
            # sample of each first page that Meltano's discovery makes
            "TAP_ANALYTICS_START_DATE": "2025-01-01T00:00:00Z",

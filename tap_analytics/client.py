@@ -277,8 +277,21 @@ class AnalyticsStream(RESTStream[t.Any]):
                                        learning=self._tap.input_catalog is None)
         return self.conformer
 
+    @property
+    def emit_activate_version_messages(self) -> bool:
+        """Never at the start, as the SDK would: `get_records` sends it once all is written."""
+        return False
+
+    @property
+    def versioned(self) -> bool:
+        """A full-table stream whose target drops rows the API no longer lists."""
+        return (self.settings.emit_activate_version_messages
+                and self.replication_method == "FULL_TABLE")
+
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         self.start_conformer()
+        if self.versioned and self._stream_version is None:
+            self._stream_version = self._tap.initialized_at  # ms: two runs never share one
         try:
             if self.resource.parent is None:
                 yield from self.request_records(context)
@@ -289,14 +302,16 @@ class AnalyticsStream(RESTStream[t.Any]):
         except Exception:
             self._write_state_message()  # keep what was finished before failing
             raise
+        if self.versioned:
+            # Only a listing read to its end retires the rows of earlier versions: a failed
+            # run never leaves a table emptier than it was.
+            self._write_activate_version_message(self._stream_version)
         self._sync_collected_children()
 
     def _partition_records(self, context: dict) -> t.Iterator[dict]:
-        """One child listing, each record stamped with its parent's key."""
+        """One child listing (its records are stamped with the parent's key)."""
         try:
-            for record in self.request_records(context):
-                record.update(context)
-                yield record
+            yield from self.request_records(context)
         except PartitionGoneError as exc:
             self.logger.warning("%s; skipping %s (its parent is gone)", exc, context)
 

@@ -154,7 +154,13 @@ class Conformer:
             rules = self._rules
             unknown: set[str] = set()
             misfits: list[tuple[dict, str]] = []
+            fixed = self._fixed
             for record in records:
+                if not fixed.issubset(record):
+                    missing = sorted(fixed.difference(record))
+                    msg = (f"{self.stream}: a record has no {', '.join(missing)} "
+                           "(a key or bookmark field)")
+                    raise FatalAPIError(msg)
                 for key, value in record.items():
                     rule = rules.get(key)
                     if rule is None:

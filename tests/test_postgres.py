@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from tap_analytics.streams import BUILTIN_STREAMS
-from tests.helpers import OUTPUTS, FakeServer, config_for, tap_command
+from tests.helpers import OUTPUTS, FakeServer, config_for, start_server, tap_command
 from tests.pg import MELTANO, ROOT, TARGET, Cluster
+from tests.test_targets import SEEDS, assert_all_kept
 
 KEYS = {cls.resource.name: cls.resource.primary_key for cls in BUILTIN_STREAMS}
 INCREMENTAL = ("conversations", "contacts", "conversation_parts", "companies", "peoples")
@@ -31,7 +32,7 @@ def meltano_env(server: FakeServer, cluster: Cluster, schema: str, tmp_path: Pat
             "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
             "MELTANO_CLI_DISABLE_VERSION_CHECK": "1",
             "TAP_ANALYTICS_BASE_URL": server.url, "TAP_ANALYTICS_API_KEY": server.api.api_key,
-            "TAP_ANALYTICS_BACKOFF_FACTOR": "0", "TAP_ANALYTICS_PAGE_SIZE": "50",
+            "TAP_ANALYTICS_PAGE_SIZE": "50",
             "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
             "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused-trust",
             "TARGET_POSTGRES_DATABASE": cluster.database,
@@ -43,7 +44,8 @@ def meltano_run(env: dict) -> None:
                           env=env, capture_output=True, text=True, timeout=600)
     OUTPUTS.extend([proc.stdout, proc.stderr])
     assert proc.returncode == 0, "\n".join(
-        line for line in proc.stderr.splitlines() if "target-postgres" in line)[-4000:]
+        line for line in proc.stderr.splitlines()
+        if "target-postgres" in line or "rror" in line)[-4000:]
 
 
 def table_keys(cluster: Cluster, schema: str, table: str) -> list:
@@ -160,3 +162,31 @@ def test_plain_singer_pipe_into_postgres(server: FakeServer, cluster: Cluster, s
     for name in INCREMENTAL:
         before = state["bookmarks"][name]["replication_key_value"]
         assert state2["bookmarks"][name]["replication_key_value"] > before
+
+
+def table_rows(cluster: Cluster, schema: str) -> dict[str, list[dict]]:
+    out = {}
+    with cluster.connect() as con:
+        for table in KEYS:
+            result = con.execute(f'select * from "{schema}"."{table}"')
+            names = [d.name for d in result.description]
+            out[table] = [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+    return out
+
+
+@pytest.mark.parametrize("seed", SEEDS, ids=[f"seed={s}" for s in SEEDS])
+def test_meltano_run_under_drift_keeps_every_value(seed: int, cluster: Cluster, schema: str,
+                                                   tmp_path: Path) -> None:
+    """Undocumented fields and changing types from a seed: two `meltano run`s (the API
+    changes between them) land every record and keep every value, typed columns intact."""
+    server = start_server(scale=150, segments=4, drift_seed=seed)
+    try:
+        env = meltano_env(server, cluster, schema, tmp_path)
+        meltano_run(env)
+        assert_all_kept(server, table_rows(cluster, schema), "target-postgres run 1")
+        server.admin("mutate", {"updates": 6, "inserts": 5})
+        meltano_run(env)
+        assert_all_kept(server, table_rows(cluster, schema), "target-postgres run 2")
+    finally:
+        server.server.shutdown()
+        server.server.server_close()

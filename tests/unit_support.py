@@ -18,7 +18,8 @@ def declared_catalog(config: dict) -> dict:
 
 def make_tap(**config: t.Any) -> TapAnalytics:
     """A tap with the declared catalog, so that only the requests a test expects are made."""
-    settings = {"base_url": BASE, "api_key": "unit-key-000", "backoff_factor": 0, **config}
+    settings = {"base_url": BASE, "api_key": "unit-key-000", "backoff_factor": 0,
+                "emit_activate_version_messages": False, **config}
     return TapAnalytics(config=settings, catalog=declared_catalog(settings), setup_mapper=False)
 
 

@@ -1,0 +1,126 @@
+"""Any Singer target: the tap piped (plain Singer) into real third-party targets, each in
+its own venv, against a fake API whose undocumented fields and types drift from a seed.
+
+The seeds are drawn afresh each run (set DRIFT_SEEDS=1,2,3 to repeat a run): every record
+must land, and every value the API served must be kept, in each target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from tap_analytics.streams import BUILTIN_STREAMS
+from tests.helpers import OUTPUTS, FakeServer, config_for, start_server, tap_command
+from tests.landed import missing_values
+from tests.targets import install_targets, pipe, read_csv, read_duckdb, read_jsonl
+
+pytestmark = pytest.mark.e2e
+KEYS = {cls.resource.name: cls.resource.primary_key for cls in BUILTIN_STREAMS}
+SCALE = {"small": 150, "full": 1500}[os.environ.get("TEST_SCALE", "small")]
+SEED_COUNT = {"small": 3, "full": 8}[os.environ.get("TEST_SCALE", "small")]
+
+
+def drift_seeds() -> list[int]:
+    given = os.environ.get("DRIFT_SEEDS")
+    if given:
+        return [int(s) for s in given.split(",")]
+    return [random.SystemRandom().randrange(10**6) for _ in range(SEED_COUNT)]
+
+
+SEEDS = drift_seeds()
+
+
+@pytest.fixture(scope="session")
+def targets() -> dict[str, Path]:
+    return install_targets()
+
+
+@pytest.fixture
+def drifting(request: pytest.FixtureRequest) -> t.Iterator[FakeServer]:
+    fake = start_server(scale=SCALE, segments=4, drift_seed=request.param)
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
+
+
+def served(server: FakeServer) -> dict[str, list[dict]]:
+    import requests
+
+    records = requests.get(f"{server.url}/_admin/records", timeout=30).json()
+    return {name: rows for name, rows in records.items() if name in KEYS}
+
+
+def assert_all_kept(server: FakeServer, landed: dict[str, list[dict]], where: str) -> None:
+    problems = missing_values(served(server), landed, KEYS)
+    seed = server.api.drift_seed
+    assert not problems, (f"{where}, DRIFT_SEEDS={seed}: {len(problems)} problems, first: "
+                          + "; ".join(problems[:5]))
+
+
+@pytest.mark.parametrize("drifting", SEEDS, indirect=True, ids=[f"seed={s}" for s in SEEDS])
+def test_every_target_gets_every_record_and_value(drifting: FakeServer, targets: dict,
+                                                  tmp_path: Path) -> None:
+    server = drifting
+    (tmp_path / "tap.json").write_text(json.dumps(config_for(server, page_size=40)))
+    tap = [*tap_command(), "--config", str(tmp_path / "tap.json")]
+
+    # --discover samples the API: fields that no file of the project names are in it
+    discovery = subprocess.run([*tap, "--discover"], capture_output=True, text=True,
+                               timeout=300, check=True)
+    OUTPUTS.append(discovery.stderr)
+    catalog = json.loads(discovery.stdout)
+    (tmp_path / "catalog.json").write_text(discovery.stdout)
+    seeded = {name: server.api.data.drift.specs(name, []) for name in KEYS}
+    for entry in catalog["streams"]:
+        properties = entry["schema"]["properties"]
+        early = [s.name for s in seeded[entry["tap_stream_id"]] if not s.late]
+        assert set(early) <= set(properties), entry["tap_stream_id"]
+    synced = [*tap, "--catalog", str(tmp_path / "catalog.json")]
+
+    out = tmp_path / "jsonl"
+    (tmp_path / "jsonl.json").write_text(json.dumps({"destination_path": str(out),
+                                                     "do_timestamp_file": False}))
+    result, tap_err = pipe(synced, [str(targets["target-jsonl"]), "--config",
+                                    str(tmp_path / "jsonl.json")], tmp_path)
+    OUTPUTS.extend([tap_err, result.stderr])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_all_kept(server, read_jsonl(out), "target-jsonl")
+
+    out = tmp_path / "csv"
+    (tmp_path / "csv.json").write_text(json.dumps({"output_path": str(out)}))
+    result, tap_err = pipe(synced, [str(targets["target-csv"]), "--config",
+                                    str(tmp_path / "csv.json")], tmp_path)
+    OUTPUTS.extend([tap_err, result.stderr])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_all_kept(server, read_csv(out), "target-csv")
+
+    database = tmp_path / "warehouse.duckdb"
+    (tmp_path / "duckdb.json").write_text(json.dumps({"path": str(database),
+                                                      "default_target_schema": "analytics"}))
+    result, tap_err = pipe(synced, [str(targets["target-duckdb"]), "--config",
+                                    str(tmp_path / "duckdb.json")], tmp_path)
+    OUTPUTS.extend([tap_err, result.stderr])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_all_kept(server, read_duckdb(database, "analytics"), "target-duckdb")
+
+
+@pytest.mark.parametrize("drifting", SEEDS[:1], indirect=True,
+                         ids=[f"seed={s}" for s in SEEDS[:1]])
+def test_singer_check_tap_finds_the_output_valid(drifting: FakeServer, targets: dict,
+                                                 tmp_path: Path) -> None:
+    """singer-tools runs the tap twice (the second time with the state of the first)."""
+    (tmp_path / "tap.json").write_text(json.dumps(config_for(drifting, page_size=40)))
+    executable = Path(tap_command()[0]).parent / "tap-analytics"
+    result = subprocess.run([str(targets["singer-check-tap"]), "--tap", str(executable),
+                             "--config", str(tmp_path / "tap.json")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    OUTPUTS.extend([result.stdout, result.stderr])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("The output is valid.") == 2
