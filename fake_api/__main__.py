@@ -21,6 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--big-streams", default=None,
                         help="comma list of incremental streams sized --scale (default all)")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--mixed-timestamps", action="store_true",
+                        help="updated_at in every RFC 3339 form, some with offsets")
     parser.add_argument("--drift-seed", type=int, default=None,
                         help="drift mode: undocumented fields and changing types from this seed")
     parser.add_argument("--api-key", default="test-key")
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     big = tuple(args.big_streams.split(",")) if args.big_streams else None
     api = FakeAPI(scale=args.scale, segments=args.segments, segment_size=args.segment_size,
-                  big=big, drift_seed=args.drift_seed,
+                  big=big, drift_seed=args.drift_seed, mixed_timestamps=args.mixed_timestamps,
                   api_key=args.api_key, token_ttl=args.token_ttl, latency_ms=args.latency_ms,
                   rules=[Rule(**json.loads(rule)) for rule in args.fault])
     server = serve(api, port=args.port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import typing as t
+import zlib
 from dataclasses import dataclass, field
 
 from fake_api.drift import Drift
@@ -17,8 +18,28 @@ def ts(seconds: float) -> str:
     return (EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def stamp(seconds: float, ident: str, mixed: bool) -> str:
+    """An updated_at; with `mixed`, every valid RFC 3339 form, some with a fraction."""
+    if not mixed:
+        return ts(seconds)
+    form = zlib.crc32(ident.encode()) % 5
+    moment = EPOCH + datetime.timedelta(seconds=seconds + (0.5 if form == 1 else 0))
+    if form == 0:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if form == 1:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if form == 2:
+        return moment.isoformat()
+    offset = datetime.timedelta(hours=5, minutes=30) if form == 3 else datetime.timedelta(hours=-7)
+    return moment.astimezone(datetime.timezone(offset)).isoformat()
+
+
+def instant(value: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", None]
-LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson"]
+LAST = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Gödel"]
 STATES = ["open", "closed", "snoozed"]
 
 
@@ -85,12 +106,16 @@ def _generic(prefix: str, extra: t.Callable[[int], dict]) -> t.Callable[[int], d
     return lambda i: {"id": f"{prefix}_{i:05d}", **extra(i)}
 
 
+def _schema_record(i: int) -> dict:
+    return {"id": f"schema_{i:05d}", "name": ["person", "account", "deal", "event"][i % 4],
+            "object_type": "standard" if i < 2 else "custom", "field_count": 5 + i,
+            "created_at": ts(i)}
+
+
 SMALL = {
     "teams": _generic("team", lambda i: {"name": f"Team {i}", "member_count": 3 + i % 6,
                                           "created_at": ts(i * 999)}),
-    "schemas": _generic("schema", lambda i: {"name": ["person", "account", "deal", "event"][i],
-                                              "object_type": "standard" if i < 2 else "custom",
-                                              "field_count": 5 + i, "created_at": ts(i)}),
+    "schemas": _schema_record,
     "account_tags": _generic("tag", lambda i: {"name": f"tag-{i}", "color": None if i % 4 == 0
                                                 else "#33aa55", "created_at": ts(i * 77)}),
     "fields": _generic("field", lambda i: {"name": f"field_{i}", "label": f"Field {i}",
@@ -115,6 +140,9 @@ def _resource(i: int) -> dict:
 
 INCREMENTAL = {"conversations": _conversation, "contacts": _contact,
                "conversation_parts": _part, "companies": _company, "peoples": _person}
+MAKERS = {**INCREMENTAL, **SMALL, "accounts": _account, "resource": _resource,
+          "account_overview": _overview("account"), "agents_overview": _overview("agents"),
+          "current_queue_activity": _overview("queue")}
 PATHS = {
     "account_overview": "/v1/account_overview", "agents_overview": "/v1/agents_overview",
     "current_queue_activity": "/v1/current_queue_activity", "conversations": "/v1/conversations",
@@ -137,6 +165,7 @@ class Dataset:
     segment_size: int | None = None
     big: tuple[str, ...] | None = None  # incremental streams sized `scale`; None: all
     drift_seed: int | None = None  # drift mode: undocumented fields and types from this seed
+    mixed_timestamps: bool = False  # updated_at in every RFC 3339 form, some offsets
     tables: dict[str, list[dict]] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)
     clock: float = 0.0
@@ -144,6 +173,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self._encoded: dict[str, tuple[int, list[bytes]]] = {}
+        self._instants: dict[str, tuple[int, list[datetime.datetime]]] = {}
         n = self.scale
         sizes = {"conversations": n, "contacts": n, "conversation_parts": n,
                  "companies": max(5, n // 10), "peoples": n}
@@ -153,9 +183,10 @@ class Dataset:
             rows = []
             for i in range(sizes[name]):
                 record = make(i)
-                record["updated_at"] = ts(i // TIES * 60)
+                record["updated_at"] = stamp(i // TIES * 60, record["id"], self.mixed_timestamps)
                 rows.append(record)
             self.tables[name] = rows
+            self._order(name)
         self.clock = (max(sizes.values()) // TIES + 1) * 60
         small = max(3, n // 100)
         for kind, name in (("account", "account_overview"), ("agents", "agents_overview"),
@@ -196,11 +227,26 @@ class Dataset:
     def listing(self, name: str) -> list[dict]:
         return self.tables[name]
 
+    def instants(self, name: str) -> list[datetime.datetime]:
+        """The updated_at instants of an incremental listing, in its order (cached)."""
+        cached = self._instants.get(name)
+        if cached is None or cached[0] != self.generation:
+            cached = (self.generation, [instant(r["updated_at"]) for r in self.tables[name]])
+            self._instants[name] = cached
+        return cached[1]
+
+    def _order(self, name: str) -> None:
+        """Incremental listings are ordered by updated_at (as instants), ties by id."""
+        self.tables[name].sort(key=lambda r: (instant(r["updated_at"]), r["id"]))
+
+    def _stamp(self, seconds: float, ident: str) -> str:
+        return stamp(seconds, ident, self.mixed_timestamps)
+
     def encoded(self, key: str, rows: list[dict]) -> list[bytes]:
         """Each row as JSON bytes, encoded once per generation of the data."""
         cached = self._encoded.get(key)
         if cached is None or cached[0] != self.generation:
-            cached = (self.generation, [json.dumps(r, separators=(",", ":")).encode()
+            cached = (self.generation, [json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode()
                                         for r in rows])
             self._encoded[key] = cached
         return cached[1]
@@ -219,22 +265,82 @@ class Dataset:
             picked = [rows[(k * step + self.generation) % len(rows)] for k in range(updates)]
             picked = list({r["id"]: r for r in picked}.values())
             for record in picked:
-                record["updated_at"] = ts(self.clock)
+                record["updated_at"] = self._stamp(self.clock, record["id"])
                 _touch(record, self.generation)
             new = []
             for k in range(inserts):
                 record = INCREMENTAL[name](len(rows) + k)
-                record["updated_at"] = ts(self.clock + 60)
+                record["updated_at"] = self._stamp(self.clock + 60, record["id"])
                 if self.drift is not None:
                     self.drift.decorate(name, record, 1.0)
                 new.append(record)
             rows.extend(new)
             if name == "peoples":
                 self.people_by_id.update((r["id"], r) for r in new)
-            rows.sort(key=lambda r: (r["updated_at"], r["id"]))
+            self._order(name)
             changed[name] = {"updated": [r["id"] for r in picked],
                              "inserted": [r["id"] for r in new]}
         return changed
+
+    def change_during_run(self, name: str, updates: int = 0, deletes: int = 0,
+                          inserts: int = 0) -> dict[str, list]:
+        """What a live API does while a client pages through `name`: the first `updates`
+        records change (an incremental listing moves them to its end), the next `deletes`
+        are deleted, and `inserts` new ones appear (at the end of an incremental listing,
+        at the start of any other), so every later offset shifts."""
+        self.generation += 1
+        self.clock += 60
+        rows = self.tables[name] if name != "segment_people" else None
+        if rows is None:
+            raise ValueError("change segment memberships with delete")
+        incremental = name in INCREMENTAL
+        updated = rows[:updates]
+        for record in updated:
+            _touch(record, self.generation)
+            if incremental:
+                record["updated_at"] = self._stamp(self.clock, record["id"])
+        deleted = rows[updates:updates + deletes]
+        del rows[updates:updates + deletes]
+        make = MAKERS[name]
+        new = []
+        for k in range(inserts):
+            record = make(10**5 + len(rows) + k + self.generation * 1000)
+            if incremental:
+                record["updated_at"] = self._stamp(self.clock + 1, record["id"])
+            if self.drift is not None:
+                self.drift.decorate(name, record, 1.0)
+            new.append(record)
+        if incremental:
+            rows.extend(new)
+            self._order(name)
+        else:
+            rows[:0] = new
+        if name == "peoples":
+            self.people_by_id.update((r["id"], r) for r in new)
+        return {"updated": [r["id"] for r in updated], "deleted": [r["id"] for r in deleted],
+                "inserted": [r["id"] for r in new]}
+
+    def delete(self, name: str, ids: t.Iterable) -> None:
+        """Delete records (for segment_people, [segment_id, person_id] memberships)."""
+        self.generation += 1
+        gone = {tuple(i) if isinstance(i, list) else i for i in ids}
+        if name == "segment_people":
+            for sid, members in self.members.items():
+                members[:] = [p for p in members if (sid, p) not in gone]
+            return
+        self.tables[name][:] = [r for r in self.tables[name] if r["id"] not in gone]
+        if name == "segments":
+            for sid in gone:
+                self.members.pop(sid, None)
+
+    def add_future_record(self, name: str) -> str:
+        """A record dated in 2099 (a clock gone wrong upstream)."""
+        self.generation += 1
+        record = INCREMENTAL[name](10**6 + self.generation)
+        record["updated_at"] = "2099-01-01T00:00:00Z"
+        self.tables[name].append(record)
+        self._order(name)
+        return record["id"]
 
     def all_records(self) -> dict[str, list[dict]]:
         """Every record per stream as the API serves it (segment_people stamped)."""

@@ -6,9 +6,13 @@ Admin endpoints (no auth) let tests steer it:
   GET  /_admin/requests  the request log           POST /_admin/mutate  {"updates", "inserts"}
   POST /_admin/reset     clear log and faults      POST /_admin/revoke  revoke all tokens
   POST /_admin/delete_segment {"id"}               POST /_admin/config  {"latency_ms", ...}
+  POST /_admin/delete  {"stream", "ids"}          POST /_admin/future  {"stream"}
+  POST /_admin/change  {"stream", "updates", "deletes", "inserts"}
 A fault rule: {"path": "/v1/contacts", "kind": "503", "times": 1, "after": 0,
                "retry_after": "0"}; kinds: 429 500 502 503 504 401 403 404 drop timeout
-nonjson truncated wrongshape empty.
+nonjson truncated wrongshape empty; "change" (the listing changes before this answer:
+"updates", "deletes", "inserts"), "redirect" (302 to "location" + the same path and query),
+"latin1" (the answer in ISO-8859-1, declared), "badutf8" (bytes that are not UTF-8).
 """
 
 from __future__ import annotations
@@ -25,13 +29,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-from fake_api.data import ENVELOPE, PATHS, UNPAGED, Dataset
+from fake_api.data import ENVELOPE, INCREMENTAL, PATHS, UNPAGED, Dataset, instant
 
 BY_PATH = {path: name for name, path in PATHS.items()}
 TOTAL_STREAMS = {"conversations", "contacts", "peoples", "segment_people", "teams"}
-REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
-           503: "Service Unavailable", 504: "Gateway Timeout"}
+REASONS = {302: "Found", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+           404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
+           502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 @dataclass
@@ -42,6 +46,10 @@ class Rule:
     after: int = 0
     retry_after: str | None = None
     delay: float = 2.0
+    updates: int = 0
+    deletes: int = 0
+    inserts: int = 0
+    location: str = ""
     seen: int = 0
     fired: int = 0
 
@@ -65,6 +73,7 @@ class FakeAPI:
     segment_size: int | None = None
     big: tuple[str, ...] | None = None
     drift_seed: int | None = None
+    mixed_timestamps: bool = False
     api_key: str = "test-key"
     key_name: str = "api_key"
     client_id: str = "test-client"
@@ -80,7 +89,7 @@ class FakeAPI:
 
     def __post_init__(self) -> None:
         self.data = Dataset(self.scale, self.segments, self.segment_size, self.big,
-                            self.drift_seed)
+                            self.drift_seed, self.mixed_timestamps)
 
     def fault_for(self, path: str) -> Rule | None:
         with self.lock:
@@ -122,10 +131,11 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def send_json(self, status: int, body: t.Any, headers: dict | None = None,
-                  raw: bytes | None = None) -> None:
+                  raw: bytes | None = None,
+                  content_type: str = "application/json; charset=utf-8") -> None:
         payload = raw if raw is not None else json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status, REASONS.get(status))
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -162,6 +172,14 @@ class Handler(BaseHTTPRequestHandler):
             if url.path == "/_admin/delete_segment":
                 api.data.members.pop(args["id"], None)
                 return self.send_json(200, {"ok": True})
+            if url.path == "/_admin/delete":
+                api.data.delete(args["stream"], args["ids"])
+                return self.send_json(200, {"ok": True})
+            if url.path == "/_admin/future":
+                return self.send_json(200, {"id": api.data.add_future_record(args["stream"])})
+            if url.path == "/_admin/change":
+                stream = args.pop("stream")
+                return self.send_json(200, api.data.change_during_run(stream, **args))
             if url.path == "/_admin/config":
                 for key in ("latency_ms", "token_ttl", "total_mode"):
                     if key in args:
@@ -216,7 +234,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(401, {"error": "unauthorized", "message": "missing or bad key"})
         if url.path in api.forbidden:
             return self.send_json(403, {"error": "forbidden", "message": "no access"})
-        return self.listing(url.path, query)
+        charset = rule.kind if rule is not None and rule.kind in ("latin1", "badutf8") else None
+        return self.listing(url.path, query, charset)
 
     def inject(self, rule: Rule) -> bool:
         """Answer with the fault; False where the fault only delays the real answer."""
@@ -234,6 +253,16 @@ class Handler(BaseHTTPRequestHandler):
         if kind == "timeout":
             time.sleep(rule.delay)
             return False
+        if kind == "change":
+            name = BY_PATH[path_of(self.path)]
+            with self.api.lock:
+                self.api.data.change_during_run(name, rule.updates, rule.deletes, rule.inserts)
+            return False
+        if kind in ("latin1", "badutf8"):
+            return False
+        if kind == "redirect":
+            self.send_json(302, {"moved": True}, {"Location": rule.location + self.path})
+            return True
         raw = {"nonjson": b"<html><body>Bad gateway</body></html>",
                "truncated": b'{"data": [{"id": "x", "updated_at": "2026-01-0',
                "wrongshape": b'{"data": {"id": "not-a-list"}, "people": 7, "tags": "x", '
@@ -242,7 +271,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(200, None, raw=raw)
         return True
 
-    def listing(self, path: str, query: dict[str, list[str]]) -> None:
+    def listing(self, path: str, query: dict[str, list[str]], charset: str | None = None
+                ) -> None:
         api = self.api
         name = BY_PATH.get(path)
         segment = None
@@ -258,8 +288,16 @@ class Handler(BaseHTTPRequestHandler):
             if rows is None:
                 return self.send_json(404, {"error": "not_found", "message": "no such segment"})
             encoded = api.data.encoded(name if segment is None else f"segment:{segment}", rows)
-            if since and rows and "updated_at" in rows[0] and segment is None:
-                first = bisect.bisect_left([r["updated_at"] for r in rows], since)
+            if since and rows and name in INCREMENTAL and segment is None:
+                try:
+                    moment = instant(since)
+                except ValueError:
+                    return self.send_json(400, {"error": "bad_request",
+                                                "message": "updated_since is not a timestamp"})
+                if moment.tzinfo is None:
+                    return self.send_json(400, {"error": "bad_request",
+                                                "message": "updated_since needs a zone"})
+                first = bisect.bisect_left(api.data.instants(name), moment)
                 rows, encoded = rows[first:], encoded[first:]
         envelope = ENVELOPE.get(name, "people" if segment is not None else "data")
         if name in UNPAGED:
@@ -281,9 +319,16 @@ class Handler(BaseHTTPRequestHandler):
         self.entry["served"] = len(page)
         items = b"[" + b",".join(page) + b"]"
         if envelope is None:
-            return self.send_json(200, None, raw=items)
-        tail = json.dumps(extra, separators=(",", ":")).encode()[1:-1]
-        body = b'{"' + envelope.encode() + b'":' + items + (b"," + tail if tail else b"") + b"}"
+            body = items
+        else:
+            tail = json.dumps(extra, separators=(",", ":")).encode()[1:-1]
+            body = (b'{"' + envelope.encode() + b'":' + items + (b"," + tail if tail else b"")
+                    + b"}")
+        if charset == "latin1":  # the same JSON, in another declared charset
+            return self.send_json(200, None, raw=body.decode().encode("latin-1", "replace"),
+                                  content_type="application/json; charset=iso-8859-1")
+        if charset == "badutf8":
+            return self.send_json(200, None, raw=body[:-1] + b"\xff\xfe}")
         return self.send_json(200, None, raw=body)
 
     def paging(self, name: str, offset: int, limit: int, total: int) -> dict:
@@ -297,6 +342,34 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "always" or (mode == "mixed" and name in TOTAL_STREAMS):
             return {"total": total}
         return {}
+
+
+def path_of(target: str) -> str:
+    return urlparse(target).path
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """A second host: answers 404 to everything and remembers what it was sent."""
+
+    def do_GET(self) -> None:
+        self.server.received.append(  # type: ignore[attr-defined]
+            {"path": self.path, "headers": dict(self.headers)})
+        body = b'{"error": "not_found"}'
+        self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: t.Any) -> None:
+        pass
+
+
+def serve_recorder() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.received = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
+    return server
 
 
 def serve(api: FakeAPI, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
