@@ -246,16 +246,20 @@ class Dataset:
         """Each row as JSON bytes, encoded once per generation of the data."""
         cached = self._encoded.get(key)
         if cached is None or cached[0] != self.generation:
-            cached = (self.generation, [json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode()
-                                        for r in rows])
+            cached = (self.generation, [
+                json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() for r in rows])
             self._encoded[key] = cached
         return cached[1]
 
-    def mutate(self, updates: int, inserts: int, streams: t.Iterable[str] | None = None
-               ) -> dict[str, dict[str, list[str]]]:
-        """Change `updates` records and add `inserts` per incremental stream; say which."""
+    def mutate(self, updates: int, inserts: int, streams: t.Iterable[str] | None = None,
+               now: bool = False) -> dict[str, dict[str, list[str]]]:
+        """Change `updates` records and add `inserts` per incremental stream; say which.
+        `now`: date the changes by the real clock (as a live API would)."""
         self.generation += 1
         self.clock += 3600
+        if now:
+            real = datetime.datetime.now(datetime.timezone.utc) - EPOCH
+            self.clock = max(self.clock, real.total_seconds())
         changed: dict[str, dict[str, list[str]]] = {}
         for name in streams or INCREMENTAL:
             rows = self.tables[name]

@@ -164,7 +164,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"ok": True})
             if url.path == "/_admin/mutate":
                 changed = api.data.mutate(args.get("updates", 5), args.get("inserts", 3),
-                                          args.get("streams"))
+                                          args.get("streams"), args.get("now", False))
                 return self.send_json(200, changed)
             if url.path == "/_admin/revoke":
                 api.tokens.clear()

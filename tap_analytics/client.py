@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import logging
 import random
 import time
 import typing as t
+from concurrent.futures import Future
 from urllib.parse import urlparse
 
 import requests
@@ -15,14 +17,23 @@ from singer_sdk.helpers._catalog import get_selected_schema
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.streams import RESTStream
+from singer_sdk.streams.rest import PageContext
 
 from tap_analytics.auth import ClientCredentialsAuthenticator, TokenRefusedError
 from tap_analytics.conform import Conformer
 from tap_analytics.fanout import fan_out
+from tap_analytics.http import RedirectRefusedError
 from tap_analytics.output import record_maps, write_records
-from tap_analytics.pagination import build_paginator
-from tap_analytics.payload import body_of, records_of
+from tap_analytics.pagination import (
+    KeysetToken,
+    OffsetToken,
+    OverlapOffsetPaginator,
+    build_paginator,
+)
+from tap_analytics.payload import PayloadError, body_of, records_of
 from tap_analytics.redact import redact
+from tap_analytics.state import BookmarkStateManager
+from tap_analytics.timestamps import api_form, to_instant
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
@@ -104,8 +115,14 @@ class AnalyticsStream(RESTStream[t.Any]):
 
     @property
     def is_sorted(self) -> bool:
-        """Incremental listings come ordered by updated_at, ties by id (API.md)."""
-        return self.replication_key is not None and self.resource.parent is None
+        """Offset listings with a bookmark field are read in its order, by keyset (API.md:
+        ordered by updated_at, ties by id): their state resumes mid-stream."""
+        return self.keyset is not None
+
+    def get_replication_key_signpost(self, context: Context | None = None) -> None:
+        """None: bookmarks are capped at the run's start by the state manager, by instant
+        (the SDK's signpost compares strings)."""
+        return None
 
     @property
     def page_size(self) -> int:
@@ -113,9 +130,35 @@ class AnalyticsStream(RESTStream[t.Any]):
 
     # --- requests ------------------------------------------------------------------
 
-    def get_new_paginator(self) -> BaseAPIPaginator:
+    @property
+    def keyset(self) -> tuple[str, bool] | None:
+        """(bookmark field, is a timestamp) for a listing paged by its bookmark values."""
+        resource = self.resource
+        if (resource.paginator.type == "offset" and resource.incremental_param
+                and self.replication_key and resource.parent is None):
+            return self.replication_key, self.is_timestamp_replication_key
+        return None
+
+    def get_new_paginator(self, context: Context | None = None) -> BaseAPIPaginator:
+        keyset = self.keyset
+        since = self.get_starting_replication_key_value(context) if keyset else None
         return build_paginator(self.resource.paginator, self.page_size,
-                               self.resource.data_selector)
+                               self.resource.data_selector, key=self.primary_keys,
+                               stream=self.name, keyset=keyset, since=since)
+
+    @property
+    def state_manager(self) -> BookmarkStateManager:
+        """The SDK's state layout, with bookmarks compared as instants and capped."""
+        if self._state_manager is None:
+            started = datetime.datetime.fromtimestamp(self._tap.initialized_at / 1000,
+                                                      tz=datetime.timezone.utc)
+            self._state_manager = BookmarkStateManager(
+                tap_name=self.tap_name, stream_name=self.name, tap_state=self._tap_state,
+                state_partitioning_keys=self.state_partitioning_keys,
+                is_sorted=self.is_sorted, check_sorted=self.check_sorted,
+                timestamp=bool(self.replication_key) and self.is_timestamp_replication_key,
+                run_started=started)
+        return self._state_manager
 
     def build_prepared_request(self, *args: t.Any, **kwargs: t.Any) -> requests.PreparedRequest:
         """Prepare without authenticating: `_request` authenticates each attempt inside the
@@ -128,19 +171,30 @@ class AnalyticsStream(RESTStream[t.Any]):
         params: dict[str, t.Any] = dict(resource.params)
         if spec.type != "single_page":
             params[spec.limit_param] = self.page_size
+        token = next_page_token
+        if isinstance(token, KeysetToken):
+            params[spec.offset_param] = token.offset
+            if token.since is not None:
+                params[resource.incremental_param] = token.since
+            return params
         if spec.type == "offset":
-            params[spec.offset_param] = next_page_token or 0
-        elif spec.type == "cursor" and next_page_token:
-            params[spec.cursor_param] = next_page_token
+            params[spec.offset_param] = token.offset if isinstance(token, OffsetToken) else 0
+        elif spec.type == "cursor" and token:
+            params[spec.cursor_param] = token
         if resource.incremental_param:
-            start = self.get_starting_timestamp(context)
+            start = self.get_starting_replication_key_value(context)
             if start is not None:
-                params[resource.incremental_param] = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+                timestamp = self.is_timestamp_replication_key
+                params[resource.incremental_param] = api_form(to_instant(start)) if timestamp \
+                    else start
         return params
 
     def parse_response(self, response: requests.Response) -> list[dict]:
         self.extracted_at = utc_now()  # time_extracted of this page's records
-        return records_of(response, self.resource.data_selector)
+        try:
+            return records_of(response, self.resource.data_selector)
+        except PayloadError as exc:
+            raise PayloadError(f"{self.name}: {exc}") from None
 
     def request_records(self, context: Context | None) -> t.Iterator[dict]:
         for page in self.request_pages(context):
@@ -148,25 +202,55 @@ class AnalyticsStream(RESTStream[t.Any]):
 
     def request_pages(self, context: Context | None, *, conform: bool = True
                       ) -> t.Iterator[list[dict]]:
-        """Each page of one listing: records stamped with their parent's key, conformed."""
-        paginator = self.get_new_paginator()
-        call = self.request_decorator(self._request)
+        """Each page of one listing: records stamped with their parent's key, conformed.
+
+        An offset listing that states its `total` and cannot shift unnoticed (its pages
+        overlap) has its further pages fetched side by side, taken in order.
+        """
+        paginator = self.get_new_paginator(context)
         stamp = dict(context) if context and self.resource.parent is not None else None
+        ahead: dict[t.Any, Future] = {}
         with self.get_http_request_counter() as counter:
             counter.with_context(context)
             while not paginator.finished:
-                prepared = self._prepare_request(context=context, page=paginator)
-                response = call(prepared, context)
+                self._tap.runner.check()
+                token = paginator.current_value
+                future = ahead.pop(token, None)
+                response = future.result() if future else self._fetch(context, token)
                 counter.increment()
-                self.update_sync_costs(prepared, response, context)
-                records = self.parse_response(response)
-                if not records:
-                    break
-                if stamp:
-                    for record in records:
-                        record.update(stamp)
-                yield self.conformer.conform_page(records) if conform else records
+                records = paginator.accept(self.parse_response(response))
+                if records:
+                    if stamp:
+                        for record in records:
+                            record.update(stamp)
+                    yield self.conformer.conform_page(records) if conform else records
                 paginator.advance(response)
+                if isinstance(paginator, OverlapOffsetPaginator) and not paginator.finished:
+                    self._fetch_ahead(context, paginator, response, ahead)
+        for future in ahead.values():
+            future.cancel()
+
+    def _fetch(self, context: Context | None, token: t.Any) -> requests.Response:
+        """One request for one page, with the SDK's retries, auth and checks."""
+        http_request = self.get_http_request(
+            page=PageContext(stream_context=context, next_page_token=token))
+        prepared = self.build_prepared_request(
+            method=http_request.method, url=http_request.url,
+            params=http_request.encode_params(), headers=http_request.headers)
+        response = self.request_decorator(self._request)(prepared, context)
+        self.update_sync_costs(prepared, response, context)
+        return response
+
+    def _fetch_ahead(self, context: Context | None, paginator: OverlapOffsetPaginator,
+                     response: requests.Response, ahead: dict[t.Any, Future]) -> None:
+        """Keep the next pages of a listing with a known end in flight (a bounded window)."""
+        planned = paginator.planned(response, self.settings.max_concurrency)
+        for token in [t_ for t_ in list(ahead) if t_ not in planned]:
+            ahead.pop(token).cancel()  # the listing was started again: plans changed
+        pool = self._tap.page_pool
+        for token in planned:
+            if token not in ahead:
+                ahead[token] = pool.submit(self._fetch, context, token)
 
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
@@ -208,6 +292,8 @@ class AnalyticsStream(RESTStream[t.Any]):
             except requests.RequestException as exc:
                 # urllib3 puts the full URL, query string and key included, in its messages
                 raise type(exc)(f"{self.name}: {redact(str(exc))}") from None
+            except RedirectRefusedError as exc:
+                raise RedirectRefusedError(f"{self.name}: {exc}") from None
 
         return super().request_decorator(attempt)
 
@@ -225,6 +311,7 @@ class AnalyticsStream(RESTStream[t.Any]):
             asked = retry_after_seconds(exc)
             if asked is not None:
                 wait = asked
+                self._tap.sessions.budget.gate.pause(asked)  # every thread waits it out
             else:
                 base = factor * 2**retry
                 wait = base + random.uniform(0, min(1.0, base * JITTER_SHARE))

@@ -33,7 +33,7 @@ from singer_sdk.contrib.msgspec import decoder, encoder
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 
-from tap_analytics.schema_inference import infer_properties, json_kind
+from tap_analytics.schema_inference import PROVISIONAL, infer_properties, json_kind
 from tap_analytics.timestamps import all_rfc3339, is_rfc3339
 
 if t.TYPE_CHECKING:
@@ -152,12 +152,17 @@ class Conformer:
         self._deselected = any(not selected for crumb, selected in mask.items() if crumb)
         self._selected = mask[()]  # a parent read only for its children writes nothing
         self._rules = {name: rule_for(prop) for name, prop in self.schema["properties"].items()}
+        # key fields typed before any record was seen: the first page says what they are
+        self._provisional = {name for name, prop in self.schema["properties"].items()
+                             if prop.get(PROVISIONAL)}
 
     def conform_page(self, records: list[dict]) -> list[dict]:
         """Check and settle one page in place; the schema may grow (version goes up)."""
         if not self._selected:
             return records
         with self._lock:
+            if self._provisional and records:
+                self._learn_provisional(records)
             if self._deselected:
                 for record in records:
                     pop_deselected_record_properties(record, self.schema, self._mask)
@@ -187,6 +192,17 @@ class Conformer:
                 self._settle(record, key)
             self._learning = False
         return records
+
+    def _learn_provisional(self, records: list[dict]) -> None:
+        learned = infer_properties(records, only=self._provisional)
+        for name in sorted(self._provisional):
+            prop = learned.get(name)
+            if prop is not None:
+                prop["type"] = [k for k in prop["type"] if k != "null"]
+                self._add(name, prop)
+                self._logger.info("Stream '%s': key field '%s' is %s (learned from its first "
+                                  "page).", self.stream, name, _describe(prop))
+        self._provisional.clear()
 
     def _no_key(self, key: str) -> t.NoReturn:
         msg = f"{self.stream}: a record has no '{key}' (a key or bookmark field)"

@@ -18,13 +18,12 @@ import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 
 from tap_analytics.redact import redact
-from tap_analytics.schema_inference import infer_properties, merge_schema
+from tap_analytics.schema_inference import PROVISIONAL, infer_properties, merge_schema
 
 if t.TYPE_CHECKING:
     from tap_analytics.client import AnalyticsStream
     from tap_analytics.resources import Resource
 
-PROVISIONAL = "x-provisional"  # a key field typed before any record was seen
 
 
 def declared_schema(resource: Resource, builtin: bool) -> dict:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import os
+import select
+import stat
 import sys
+import threading
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import RecordMessage
+from singer_sdk.singerlib import RecordMessage, StateMessage
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -18,11 +22,20 @@ class OutputClosedError(RuntimeError):
     """The reader of the tap's output (the target) went away."""
 
 
-class BufferedMsgSpecWriter(MsgSpecWriter):
-    """The SDK's msgspec writer, writing records in 64 KiB batches (stdout may be unbuffered).
+PIPE_BUF = select.PIPE_BUF  # a write this size or smaller to a pipe is never split
 
-    Every non-record message (STATE above all) flushes what came before it, so a STATE
-    is never out before the records it covers: a crash loses no confirmed record.
+
+class BufferedMsgSpecWriter(MsgSpecWriter):
+    """The SDK's msgspec writer, writing records in 64 KiB batches, for several threads.
+
+    - Every non-record message (STATE above all) flushes what came before it, so a STATE
+      is never out before the records it covers.
+    - One lock serialises writers: a line is always whole, whichever thread writes it.
+    - Into a pipe, output goes in writes of whole lines of at most PIPE_BUF bytes each,
+      which the kernel never splits: a tap killed outright (SIGKILL) leaves no half line
+      for the target, only lines shorter than that cannot be guaranteed.
+    - `terminate` (SIGTERM, Ctrl-C) waits for the line being written, then writes the final
+      STATE after everything before it and closes the output: nothing follows it.
     """
 
     FLUSH_BYTES = 1 << 16
@@ -32,42 +45,106 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         self._pending = bytearray()
         self._frame_key: tuple | None = None
         self._head = self._tail = b""
+        self.lock = threading.RLock()
+        self._closed = False
+        self._last_state: bytes | None = None
+        self._fd: int | bool | None = False  # False: not looked at yet; None: not a pipe
 
     def write_record(self, stream: str, record: dict, version: int | None,
                      extracted: datetime.datetime) -> None:
         """A RECORD message: the record encoded into place between parts encoded once."""
-        key = (stream, version, extracted)
-        if key != self._frame_key:
-            head = {"type": "RECORD", "stream": stream}
-            tail = {"version": version} if version is not None else {}
-            tail["time_extracted"] = extracted
-            self._frame_key = key
-            self._head = encoder.encode(head)[:-1] + b',"record":'
-            self._tail = b"," + encoder.encode(tail)[1:] + b"\n"
-        pending = self._pending
-        pending += self._head
-        encoder.encode_into(record, pending, -1)
-        pending += self._tail
-        if len(pending) >= self.FLUSH_BYTES:
-            self._flush(pending)
+        with self.lock:
+            key = (stream, version, extracted)
+            if key != self._frame_key:
+                head = {"type": "RECORD", "stream": stream}
+                tail = {"version": version} if version is not None else {}
+                tail["time_extracted"] = extracted
+                self._frame_key = key
+                self._head = encoder.encode(head)[:-1] + b',"record":'
+                self._tail = b"," + encoder.encode(tail)[1:] + b"\n"
+            pending = self._pending
+            pending += self._head
+            encoder.encode_into(record, pending, -1)
+            pending += self._tail
+            if len(pending) >= self.FLUSH_BYTES:
+                self._flush()
 
     def write_message(self, message: Message) -> None:
-        pending = self._pending
-        pending += self.format_message(message)
-        if len(pending) >= self.FLUSH_BYTES or not isinstance(message, RecordMessage):
-            self._flush(pending)
+        with self.lock:
+            self._pending += self.format_message(message)
+            if len(self._pending) >= self.FLUSH_BYTES or not isinstance(message, RecordMessage):
+                self._flush()
 
-    def _flush(self, pending: bytearray) -> None:
-        # hand the buffer over first: a signal handler writing the final STATE
-        # meanwhile starts a fresh one instead of writing these bytes twice
-        self._pending = bytearray()
+    def write_state(self, state: dict) -> None:
+        """A STATE message unless it repeats the last one; what precedes it goes out anyway.
+
+        Encoded in one call (atomic for other threads), so a stream updating its own
+        bookmark meanwhile never makes it fail half-way.
+        """
+        with self.lock:
+            line = self.format_message(StateMessage(value=state))
+            if line != self._last_state:
+                self._pending += line
+                self._last_state = bytes(line)
+            self._flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def terminate(self, state: dict, code: int) -> t.NoReturn:
+        """Stop the process: the records written so far, then the final STATE, then nothing."""
+        with self.lock:  # a thread writing a line finishes it first
+            try:
+                self._last_state = None
+                self.write_state(state)
+            finally:
+                self._closed = True
+                os._exit(code)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, bytearray()
+        if not pending or self._closed:
+            return
         try:
-            sys.stdout.buffer.write(pending)
-            sys.stdout.flush()
+            fd = self._pipe_fd()
+            if fd is None:
+                sys.stdout.buffer.write(pending)
+                sys.stdout.flush()
+            else:
+                _write_lines(fd, pending)
         except BrokenPipeError:
             # not an OSError to callers: click would swallow that silently
             msg = "the reader of the tap's output closed the pipe; stopping"
             raise OutputClosedError(msg) from None
+
+    def _pipe_fd(self) -> int | None:
+        if self._fd is False:
+            self._fd = None
+            try:
+                fd = sys.stdout.fileno()
+                if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                    sys.stdout.flush()
+                    self._fd = fd
+            except (AttributeError, OSError, ValueError):  # a stdout that is not a file
+                pass
+        return self._fd  # type: ignore[return-value]
+
+
+def _write_lines(fd: int, data: bytearray) -> None:
+    """Write whole lines in writes of at most PIPE_BUF bytes (longer lines whole, alone)."""
+    view = memoryview(data)
+    start, size = 0, len(data)
+    while start < size:
+        end = start + PIPE_BUF
+        if end < size:
+            cut = data.rfind(b"\n", start, end)
+            end = cut + 1 if cut >= start else data.find(b"\n", end) + 1 or size
+        else:
+            end = size
+        while start < end:
+            start += os.write(fd, view[start:end])
+    view.release()
 
 
 def record_maps(stream_maps: t.Sequence[t.Any]) -> list[tuple[str, t.Any]]:
@@ -94,3 +171,14 @@ def write_records(stream: t.Any, maps: list[tuple[str, t.Any]], record: dict) ->
 def _is_identity(stream_map: t.Any) -> bool:
     """The SDK's default map, with flattening off, returns each record unchanged."""
     return type(stream_map) is SameRecordTransform and not stream_map.flattening_enabled
+
+
+class OutputStateWriter:
+    """The tap's state writer: STATE through the writer's lock, records flushed first even
+    when the STATE repeats the last one (the SDK's writer then writes, and flushes, nothing)."""
+
+    def __init__(self, writer: BufferedMsgSpecWriter) -> None:
+        self._writer = writer
+
+    def write_state(self, state: dict) -> None:
+        self._writer.write_state(state)

@@ -1,37 +1,229 @@
-"""Paginators for the three listing shapes of the API, on the SDK's paginator classes."""
+"""Paginators for the listing shapes of the API, on the SDK's paginator classes.
+
+A live listing changes while it is read. Two paginators make sure that cannot skip a record:
+
+- `KeysetPaginator` (incremental listings, ordered by the bookmark field, ties by id): the
+  next page asks from the last value read (`updated_since` is inclusive) instead of at a
+  fixed offset, so records that change meanwhile (they move to the end) shift nothing the
+  tap still has to read; the records already read at that value are skipped by key.
+- `OverlapOffsetPaginator` (every other offset listing): consecutive pages overlap by one
+  record; when a page does not start with the record the last one ended on, the listing
+  shifted under the tap (a record was deleted or inserted before it) and is read again
+  from the start, records already written being skipped by key.
+
+Each exposes `accept(records)`: the records of the page just fetched that are new.
+"""
 
 from __future__ import annotations
 
 import typing as t
+from dataclasses import dataclass
 
-from singer_sdk.pagination import BaseAPIPaginator, OffsetPaginator, SinglePagePaginator
+from singer_sdk.exceptions import FatalAPIError
+from singer_sdk.pagination import BaseAPIPaginator, SinglePagePaginator
 
 from tap_analytics.payload import PayloadError, body_of, lookup, records_of
+from tap_analytics.timestamps import api_form, parse_instant, to_instant
 
 if t.TYPE_CHECKING:
     import requests
 
     from tap_analytics.resources import PaginatorSpec
 
+MAX_REREADS = 10  # a listing that keeps shifting stops the run instead of spinning
 
-class AnalyticsOffsetPaginator(OffsetPaginator):
-    """`limit`/`offset` pages: ends on a short (or empty) page, or once offset >= total."""
 
-    def __init__(
-        self, page_size: int, selector: tuple[str, ...] | None, total_path: str = "total"
-    ) -> None:
-        super().__init__(start_value=0, page_size=page_size)
+class ListingKeptShiftingError(FatalAPIError):
+    """A listing changed under the tap on every read of it."""
+
+
+@dataclass(frozen=True)
+class OffsetToken:
+    offset: int
+    reread: int = 0  # how many times the listing was started again
+
+
+@dataclass(frozen=True)
+class KeysetToken:
+    since: t.Any  # what the bookmark parameter carries; None on a first run
+    offset: int = 0
+    reread: int = 0
+
+
+def _total(response: requests.Response, path: tuple[str, ...]) -> int | None:
+    total = lookup(body_of(response), path)
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+class _PageListing(BaseAPIPaginator[t.Any]):
+    """Shared by the offset shapes: the last page is short, or `offset + received >= total`."""
+
+    def __init__(self, start: t.Any, page_size: int, selector: tuple[str, ...] | None,
+                 total_path: str, stream: str) -> None:
+        super().__init__(start)
+        self.page_size = page_size
         self._selector = selector
         self._total_path = tuple(total_path.split("."))
+        self._stream = stream
+        self._received = 0
+
+    def accept(self, records: list[dict]) -> list[dict]:
+        raise NotImplementedError
 
     def has_more(self, response: requests.Response) -> bool:
-        received = len(records_of(response, self._selector))
+        received = self._received
         if received < self.page_size:
             return False
-        total = lookup(body_of(response), self._total_path)
-        if isinstance(total, int) and not isinstance(total, bool):
-            return self.current_value + received < total
-        return True
+        total = _total(response, self._total_path)
+        return total is None or self.current_value.offset + received < total
+
+    def _restart(self, why: str) -> None:
+        if self.current_value.reread >= MAX_REREADS:
+            msg = (f"{self._stream}: the listing changed under the tap on each of "
+                   f"{MAX_REREADS + 1} reads ({why}); try again when it is quieter")
+            raise ListingKeptShiftingError(msg)
+
+
+class OverlapOffsetPaginator(_PageListing):
+    """`limit`/`offset` pages overlapping by one record; a shift means a second read."""
+
+    def __init__(self, page_size: int, selector: tuple[str, ...] | None, key: t.Sequence[str],
+                 total_path: str = "total", stream: str = "") -> None:
+        super().__init__(OffsetToken(0), page_size, selector, total_path, stream)
+        self._key = tuple(key)
+        self._written: set[tuple] = set()  # keys written, for a listing read again
+        self._last: tuple | None = None  # the key the previous page ended on
+        self._shifted = False
+        # a page of one record cannot overlap the next: such listings cannot tell a shift
+        self._step = page_size - 1 if page_size > 1 else 1
+
+    def key_of(self, record: dict) -> tuple:
+        return tuple(record.get(k) for k in self._key)
+
+    def accept(self, records: list[dict]) -> list[dict]:
+        self._received = len(records)
+        overlap = self.current_value.offset > 0 and self.page_size > 1
+        if overlap and (not records or self.key_of(records[0]) != self._last):
+            self._restart("a page did not start where the previous one ended")
+            self._shifted = True
+            return []
+        self._shifted = False
+        fresh = records[1:] if overlap else records
+        if self.current_value.reread:
+            fresh = [r for r in fresh if self.key_of(r) not in self._written]
+        if records:
+            self._last = self.key_of(records[-1])
+        self._written.update(map(self.key_of, fresh))
+        return fresh
+
+    def has_more(self, response: requests.Response) -> bool:
+        return self._shifted or super().has_more(response)
+
+    def get_next(self, response: requests.Response) -> OffsetToken:
+        token = self.current_value
+        if self._shifted:
+            return OffsetToken(0, token.reread + 1)
+        return OffsetToken(token.offset + self._step, token.reread)
+
+    def planned(self, response: requests.Response, window: int) -> list[OffsetToken]:
+        """The next pages up to the listing's `total` (at most `window` of them), which can
+        be fetched before this one is read: their overlaps still tell a shift."""
+        total = _total(response, self._total_path)
+        token = self.current_value
+        if total is None or self.page_size < 2:
+            return []
+        offsets = range(token.offset, total, self._step)
+        return [OffsetToken(offset, token.reread) for offset in offsets[:window]]
+
+
+class KeysetPaginator(_PageListing):
+    """Pages of an incremental listing asked from the last bookmark value read.
+
+    The next request is `updated_since` = the last value read (whole seconds for a
+    timestamp, so every record of that second comes back) with `offset` pointing at the
+    last record read: that record must open the page, or the records at that value changed
+    and the value is read again from its first record. Records already read are skipped.
+    """
+
+    def __init__(self, bookmark: t.Any, page_size: int, selector: tuple[str, ...] | None,
+                 field: str, timestamp: bool, total_path: str = "total", stream: str = ""
+                 ) -> None:
+        position = None if bookmark is None else (
+            to_instant(bookmark) if timestamp else bookmark)
+        super().__init__(KeysetToken(self._since_for(position, timestamp)), page_size,
+                         selector, total_path, stream)
+        self._field = field
+        self._timestamp = timestamp
+        # the position (instant or value) of the last record read; a bookmark from an earlier
+        # run counts as read up to it (the records at it come back, as updated_since is
+        # inclusive; those before it in its second do not)
+        self._last: t.Any = position
+        self._seen: set = set()  # ids read at exactly that position
+        self._group = 0  # records of the page at or after the value the next page asks from
+        self._shifted = False
+
+    def position(self, record: dict) -> t.Any:
+        value = record.get(self._field)
+        if not self._timestamp or value is None:
+            return value
+        moment = parse_instant(value) if isinstance(value, str) else None
+        if moment is None:
+            msg = f"{self._stream}: '{self._field}' is not an RFC 3339 date-time: {value!r}"
+            raise PayloadError(msg)
+        return moment
+
+    def _read(self, position: t.Any, ident: t.Any) -> bool:
+        last = self._last
+        return last is not None and position is not None and (
+            position < last or (position == last and ident in self._seen))
+
+    def accept(self, records: list[dict]) -> list[dict]:
+        self._received = len(records)
+        positions = [self.position(r) for r in records]
+        token = self.current_value
+        if token.offset and (not records or not self._read(positions[0], records[0].get("id"))):
+            self._restart("the records at the bookmark value changed")
+            self._shifted = True
+            return []
+        self._shifted = False
+        fresh = []
+        for record, position in zip(records, positions, strict=True):
+            if self._read(position, record.get("id")):
+                continue
+            fresh.append(record)
+            if position is not None:
+                if self._last is None or position > self._last:
+                    self._last, self._seen = position, set()
+                self._seen.add(record.get("id"))
+        anchor = self._anchor(self._last)
+        self._group = sum(1 for p in positions if p is not None and self._anchor(p) >= anchor
+                          ) if records else 0
+        return fresh
+
+    def _anchor(self, position: t.Any) -> t.Any:
+        """Where the next page asks from: the position, to the whole second for a time."""
+        if self._timestamp and position is not None:
+            return position.replace(microsecond=0)
+        return position
+
+    def has_more(self, response: requests.Response) -> bool:
+        return self._shifted or super().has_more(response)
+
+    def get_next(self, response: requests.Response) -> KeysetToken:
+        token = self.current_value
+        if self._shifted:
+            return KeysetToken(token.since, 0, token.reread + 1)
+        since = self._since_for(self._last, self._timestamp)
+        if since == token.since:  # still inside one value: step on, overlapping one record
+            step = self._received - 1 if self.page_size > 1 else self._received
+            return KeysetToken(since, token.offset + step, token.reread)
+        overlap = 1 if self.page_size > 1 else 0
+        return KeysetToken(since, max(0, self._group - overlap), token.reread)
+
+    @staticmethod
+    def _since_for(position: t.Any, timestamp: bool) -> t.Any:
+        """The bookmark parameter for a position: whole seconds (floored) for a time."""
+        return api_form(position) if timestamp and position is not None else position
 
 
 class CursorPaginator(BaseAPIPaginator["str | None"]):
@@ -40,6 +232,9 @@ class CursorPaginator(BaseAPIPaginator["str | None"]):
     def __init__(self, cursor_path: str) -> None:
         super().__init__(None)
         self._path = tuple(cursor_path.split("."))
+
+    def accept(self, records: list[dict]) -> list[dict]:
+        return records
 
     def get_next(self, response: requests.Response) -> str | None:
         cursor = lookup(body_of(response), self._path)
@@ -51,12 +246,24 @@ class CursorPaginator(BaseAPIPaginator["str | None"]):
         return str(cursor)
 
 
-def build_paginator(
-    spec: PaginatorSpec, page_size: int, selector: tuple[str, ...] | None
-) -> BaseAPIPaginator:
-    """A fresh paginator for one listing."""
+class OnePagePaginator(SinglePagePaginator):
+    def accept(self, records: list[dict]) -> list[dict]:
+        return records
+
+
+def build_paginator(spec: PaginatorSpec, page_size: int, selector: tuple[str, ...] | None, *,
+                    key: t.Sequence[str], stream: str, keyset: tuple[str, bool] | None = None,
+                    since: t.Any = None) -> BaseAPIPaginator:
+    """A fresh paginator for one listing; `keyset` is (bookmark field, is a timestamp)."""
+    if spec.type == "offset" and keyset is not None:
+        field, timestamp = keyset
+        return KeysetPaginator(since, page_size, selector, field, timestamp, spec.total_path,
+                               stream)
     if spec.type == "offset":
-        return AnalyticsOffsetPaginator(page_size, selector, spec.total_path)
+        return OverlapOffsetPaginator(page_size, selector, key, spec.total_path, stream)
     if spec.type == "cursor":
         return CursorPaginator(spec.cursor_path)
-    return SinglePagePaginator()
+    return OnePagePaginator()
+
+
+__all__ = ["build_paginator", "records_of"]

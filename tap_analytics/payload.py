@@ -29,17 +29,57 @@ def snippet(response: requests.Response) -> str:
     return repr(text) + (" ..." if len(response.content) > _SNIPPET else "")
 
 
+def charset_of(response: requests.Response) -> str:
+    """The charset the Content-Type declares; JSON's own UTF-8 when it declares none."""
+    _, params = cgi_parse_header(response.headers.get("Content-Type", ""))
+    return (params.get("charset") or "utf-8").strip().lower()
+
+
 def body_of(response: requests.Response) -> t.Any:
-    """The decoded JSON body, decoded once per response (floats as Decimal)."""
+    """The decoded JSON body, decoded once per response (floats as Decimal), read in the
+    charset the response declares."""
     cache = response.__dict__
     if _CACHE_KEY not in cache:
+        content = response.content
+        charset = charset_of(response)
         try:
-            cache[_CACHE_KEY] = decoder.decode(response.content)
+            if charset.replace("-", "").replace("_", "") not in ("utf8", "usascii", "ascii"):
+                content = content.decode(charset).encode()
+            cache[_CACHE_KEY] = decoder.decode(content)
+        except (UnicodeDecodeError, LookupError) as exc:
+            reason = ("declares an unknown charset" if isinstance(exc, LookupError)
+                      else "is not valid")
+            msg = (f"{_where(response)}: response body {reason} {charset}; body starts "
+                   f"{snippet(response)}")
+            raise PayloadError(msg) from None
         except msgspec.DecodeError as exc:
-            reason = "is empty" if not response.content else f"is not valid JSON ({exc})"
+            if not content:
+                reason = "is empty"
+            elif "UTF-8" in str(exc) or not _is_utf8(content):
+                reason = f"is not valid {charset}"
+            else:
+                reason = f"is not valid JSON ({exc})"
             msg = f"{_where(response)}: response body {reason}; body starts {snippet(response)}"
             raise PayloadError(msg) from None
     return cache[_CACHE_KEY]
+
+
+def _is_utf8(content: bytes) -> bool:
+    try:
+        content.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def cgi_parse_header(value: str) -> tuple[str, dict[str, str]]:
+    """`text/x; charset=utf-8` as ("text/x", {"charset": "utf-8"})."""
+    kind, *parts = value.split(";")
+    params = {}
+    for part in parts:
+        name, _, val = part.partition("=")
+        params[name.strip().lower()] = val.strip().strip('"')
+    return kind.strip().lower(), params
 
 
 def lookup(body: t.Any, path: t.Sequence[str]) -> t.Any:

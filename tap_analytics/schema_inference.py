@@ -8,6 +8,7 @@ from collections import Counter
 
 from tap_analytics.timestamps import is_rfc3339
 
+PROVISIONAL = "x-provisional"  # a key field typed before any record of it was seen
 # On a tie the kind that holds the others as text wins, so no sample is forced aside.
 _TIE_ORDER = ("string", "number", "integer", "object", "array", "boolean")
 

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 import click
@@ -15,9 +16,10 @@ from singer_sdk.helpers._packaging import get_sdk_version
 
 from tap_analytics.auth import build_authenticator
 from tap_analytics.discovery import declared_schema, sample_schemas
-from tap_analytics.http import RateLimiter, SessionPool
-from tap_analytics.output import BufferedMsgSpecWriter, OutputClosedError
+from tap_analytics.http import RateLimiter, RequestBudget, SessionPool
+from tap_analytics.output import BufferedMsgSpecWriter, OutputClosedError, OutputStateWriter
 from tap_analytics.redact import install_log_redaction, redact
+from tap_analytics.runner import StreamRunner
 from tap_analytics.settings import (
     CONFIG_SCHEMA,
     ConfigError,
@@ -45,6 +47,8 @@ class TapAnalytics(Tap):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
+        self._state_writer = OutputStateWriter(self.message_writer)  # type: ignore[assignment]
+        self.runner = StreamRunner()
         install_log_redaction()  # the SDK has set up its log handlers by now
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
@@ -64,9 +68,16 @@ class TapAnalytics(Tap):
 
     @cached_property
     def sessions(self) -> SessionPool:
-        rate = self.settings.max_requests_per_second
-        return SessionPool(RateLimiter(rate) if rate else None,
-                           user_agent=f"tap-analytics singer-sdk/{get_sdk_version()}")
+        settings = self.settings
+        rate = settings.max_requests_per_second
+        budget = RequestBudget(settings.max_concurrency, RateLimiter(rate) if rate else None)
+        return SessionPool(budget, user_agent=f"tap-analytics singer-sdk/{get_sdk_version()}",
+                           allowed=(settings.url_base, settings.token_url))
+
+    @cached_property
+    def page_pool(self) -> ThreadPoolExecutor:
+        """Threads that fetch the pages of a listing side by side (the budget bounds them)."""
+        return ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="page")
 
     @cached_property
     def authenticator(self) -> t.Any:
@@ -93,14 +104,30 @@ class TapAnalytics(Tap):
             sample_schemas(self, streams)
         return streams
 
+    def sync_all(self) -> None:  # type: ignore[misc]  # the SDK marks it final
+        """The SDK's `sync_all`, with the selected streams run side by side (runner.py)."""
+        self._reset_state_progress_markers()
+        self._set_compatible_replication_methods()
+        if self.state:
+            self._state_writer.write_state(self.state)
+        streams = [s for s in self.streams.values()
+                   if (s.selected or s.has_selected_descendents) and not s.parent_stream_type]
+        for stream in self.streams.values():
+            if stream.selected:
+                _ = stream.stream_state  # every entry exists before threads write state
+        try:
+            self.runner.run(streams)
+        finally:
+            self._state_writer.write_state(self.state)
+        for stream in self.streams.values():
+            stream.log_sync_costs()
+
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         LOGGER.error("Stopped by %s: the last STATE message covers everything written; "
                      "re-run with it to resume.", name)
-        try:
-            self._state_writer.write_state(self.state)
-        finally:
-            raise SystemExit(128 + signum)
+        self.runner.cancelled.set()
+        self.message_writer.terminate(self.state, 128 + signum)
 
 
 def main() -> None:

