@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import OUTPUTS, FakeServer, config_for, start_server, tap_command
 from tests.pg import TARGET, Cluster
 from tests.reliability import count
-from tests.test_postgres import INCREMENTAL, assert_tables_equal_server
+from tests.test_postgres import INCREMENTAL, assert_tables_equal_server, table_keys
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 SCALE = {"small": 1500, "full": 6000}[os.environ.get("TEST_SCALE", "small")]
@@ -98,17 +98,132 @@ def test_kill_and_resume_loses_nothing(cluster: Cluster, tmp_path: Path) -> None
         state, killed = pipe.run(state)
         assert not killed
         assert kills >= 10
-        assert_tables_equal_server(cluster, schema, server)
-        with cluster.connect() as con:  # the latest version of every record landed
-            for name in INCREMENTAL:
-                landed = dict(con.execute(
-                    f'select id, to_char(updated_at, \'YYYY-MM-DD"T"HH24:MI:SS"Z"\') '
-                    f'from "{schema}"."{name}"').fetchall())
-                truth = {r["id"]: r["updated_at"] for r in server.api.data.tables[name]}
-                assert landed == truth, f"{name}: stale or missing versions"
+        lost = records_lost(cluster, schema, server)
         count("runs killed and resumed", kills)
         count("records checked after resume", sum(len(v) for v in server.ids().values()))
-        count("records lost", 0)
+        count("records lost or stale after resume", lost)
+        assert lost == 0
+        assert_tables_equal_server(cluster, schema, server)
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
+def records_lost(cluster: Cluster, schema: str, server: FakeServer) -> int:
+    """Server records missing from the warehouse, or there in an older version: counted."""
+    missing = 0
+    expected = server.ids()
+    for table in expected:
+        if table == "resource":
+            continue
+        missing += len(expected[table] - set(table_keys(cluster, schema, table)))
+    with cluster.connect() as con:
+        for name in INCREMENTAL:
+            landed = dict(con.execute(
+                f'select id, to_char(updated_at, \'YYYY-MM-DD"T"HH24:MI:SS"Z"\') '
+                f'from "{schema}"."{name}"').fetchall())
+            truth = {r["id"]: r["updated_at"] for r in server.api.data.tables[name]}
+            missing += sum(1 for key, stamp in truth.items()
+                           if key in landed and landed[key] != stamp)
+    return missing
+
+
+SLOW_KILLS = 20  # in every scale: the scale sets how much each run reads
+
+
+def read_slowly(tap: subprocess.Popen, target: subprocess.Popen, rng: random.Random,
+                kill_after: int, sig: int) -> tuple[bytes, bool]:
+    """Forward the tap's output to the target a few KiB at a time; signal the tap once
+    `kill_after` bytes have been read, then read what is left. Returns all bytes read."""
+    fd = tap.stdout.fileno()
+    data = bytearray()
+    killed = False
+    forwarded = 0
+    while True:
+        chunk = os.read(fd, rng.choice([1024, 2048, 4096]))
+        if not chunk:
+            break
+        data += chunk
+        if not killed and len(data) >= kill_after:
+            tap.send_signal(sig)
+            killed = True
+        whole = data.rfind(b"\n") + 1
+        if whole > forwarded:
+            target.stdin.write(data[forwarded:whole])
+            forwarded = whole
+    return bytes(data), killed
+
+
+def check_lines(data: bytes, start: dict | None) -> tuple[int, list[dict]]:
+    """Corrupt lines (not JSON, or a partial last line), and the messages; every STATE may
+    only claim bookmark values of records written before it."""
+    lines = data.split(b"\n")
+    corrupt = int(lines[-1] != b"")
+    messages = []
+    for line in lines[:-1]:
+        try:
+            messages.append(json.loads(line))
+        except ValueError:
+            corrupt += 1
+    written: dict[str, set] = {name: set() for name in INCREMENTAL}
+    for name, entry in ((start or {}).get("bookmarks") or {}).items():
+        if name in written and "replication_key_value" in entry:
+            written[name].add(entry["replication_key_value"])
+    for message in messages:
+        if message["type"] == "RECORD" and message["stream"] in written:
+            written[message["stream"]].add(message["record"]["updated_at"])
+        elif message["type"] == "STATE":
+            for name, entry in message["value"].get("bookmarks", {}).items():
+                mark = entry.get("replication_key_value")
+                assert mark is None or name not in written or mark in written[name], (
+                    f"a STATE claims {name} up to {mark}, past every record written")
+    return corrupt, messages
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_kill_while_the_target_reads_slowly(sig: int, cluster: Cluster, tmp_path: Path) -> None:
+    server = start_server(scale=SCALE, segments=12)
+    schema = f"s_{uuid.uuid4().hex[:10]}"
+    pipe = Pipe(server, cluster, schema, tmp_path)
+    rng = random.Random(f"slow-{sig}")
+    state: dict | None = None
+    corrupt = 0
+    try:
+        for run in range(SLOW_KILLS // 2):
+            if run == SLOW_KILLS // 4:
+                server.admin("mutate", {"updates": 30, "inserts": 20})
+            argv = [*tap_command(), "--config", str(tmp_path / "tap.json")]
+            if state:
+                (tmp_path / "state.json").write_text(json.dumps(state))
+                argv += ["--state", str(tmp_path / "state.json")]
+            with tempfile.TemporaryFile() as tap_err, tempfile.TemporaryFile() as target_err:
+                tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err, bufsize=0)
+                target = subprocess.Popen([str(TARGET), "--config", str(tmp_path / "target.json")],
+                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=target_err)
+                data, killed = read_slowly(tap, target, rng, rng.randrange(20_000, 2_000_000),
+                                           sig)
+                tap.wait(timeout=60)
+                target.stdin.close()
+                confirmed = [ln for ln in target.stdout.read().splitlines() if ln.strip()]
+                target.wait(timeout=300)
+                for handle in (tap_err, target_err):
+                    handle.seek(0)
+                    OUTPUTS.append(handle.read().decode(errors="replace"))
+            assert target.returncode == 0, OUTPUTS[-1][-2000:]
+            bad, messages = check_lines(data, state)
+            corrupt += bad
+            if killed and sig == signal.SIGTERM:
+                assert tap.returncode == 143, OUTPUTS[-2][-2000:]
+                assert messages[-1]["type"] == "STATE", "the last line after SIGTERM"
+            state = json.loads(confirmed[-1]) if confirmed else state
+        _, killed = pipe.run(state)
+        assert not killed
+        lost = records_lost(cluster, schema, server)
+        count(f"slow-reader runs stopped by {signal.Signals(sig).name}", SLOW_KILLS // 2)
+        count("corrupt lines after a kill", corrupt)
+        count("records lost or stale after resume", lost)
+        assert corrupt == 0 and lost == 0
     finally:
         server.server.shutdown()
         server.server.server_close()
