@@ -39,10 +39,13 @@ def meltano_env(server: FakeServer, cluster: Cluster, schema: str, tmp_path: Pat
             "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema}
 
 
-def meltano_run(env: dict) -> None:
+def meltano_run(env: dict, *, ok: bool = True) -> None:
     proc = subprocess.run([str(MELTANO), "run", "tap-analytics", "target-postgres"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
     OUTPUTS.extend([proc.stdout, proc.stderr])
+    if not ok:
+        assert proc.returncode != 0
+        return
     assert proc.returncode == 0, "\n".join(
         line for line in proc.stderr.splitlines()
         if "target-postgres" in line or "rror" in line)[-4000:]
@@ -190,3 +193,32 @@ def test_meltano_run_under_drift_keeps_every_value(seed: int, cluster: Cluster, 
     finally:
         server.server.shutdown()
         server.server.server_close()
+
+
+def test_deletions_on_the_api_reach_postgres(server: FakeServer, cluster: Cluster, schema: str,
+                                             tmp_path: Path) -> None:
+    """Full-table streams end with ACTIVATE_VERSION (as shipped in meltano.yml): rows the API
+    no longer lists are deleted; a run that fails leaves every table as full as it was."""
+    env = meltano_env(server, cluster, schema, tmp_path)
+    meltano_run(env)
+    assert_tables_equal_server(cluster, schema, server)
+    members = sorted(server.ids()["segment_people"])
+    server.admin("delete", {"stream": "accounts", "ids": [3, 7]})
+    server.admin("delete", {"stream": "teams", "ids": ["team_00004"]})
+    server.admin("delete", {"stream": "segments", "ids": ["segment_00001"]})
+    server.admin("delete", {"stream": "segment_people", "ids": [list(members[-1])]})
+
+    # teams fails after its first page: its old rows, the deleted one too, all stay
+    teams = set(table_keys(cluster, schema, "teams"))
+    server.faults({"path": "/v1/teams", "kind": "403", "times": -1, "after": 1})
+    meltano_run(env, ok=False)
+    assert set(table_keys(cluster, schema, "teams")) == teams
+
+    server.faults()
+    meltano_run(env)
+    assert_tables_equal_server(cluster, schema, server)
+    assert 3 not in table_keys(cluster, schema, "accounts")
+    assert "team_00004" not in table_keys(cluster, schema, "teams")
+    people = set(table_keys(cluster, schema, "segment_people"))
+    assert tuple(members[-1]) not in people
+    assert not any(sid == "segment_00001" for sid, _ in people)
