@@ -21,7 +21,7 @@ from singer_sdk.streams.rest import PageContext
 
 from tap_analytics.auth import ClientCredentialsAuthenticator, TokenRefusedError
 from tap_analytics.conform import Conformer
-from tap_analytics.fanout import fan_out
+from tap_analytics.fanout import Finished, fan_out
 from tap_analytics.http import RedirectRefusedError
 from tap_analytics.output import record_maps, write_records
 from tap_analytics.pagination import (
@@ -32,7 +32,7 @@ from tap_analytics.pagination import (
 )
 from tap_analytics.payload import PayloadError, body_of, records_of
 from tap_analytics.redact import redact
-from tap_analytics.state import BookmarkStateManager
+from tap_analytics.state import BookmarkStateManager, ChildProgress
 from tap_analytics.timestamps import api_form, to_instant
 
 if t.TYPE_CHECKING:
@@ -377,23 +377,46 @@ class AnalyticsStream(RESTStream[t.Any]):
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         self.start_conformer()
+        progress = None
+        if self.resource.parent is not None:
+            progress = ChildProgress(self.stream_state, self._tap.message_writer.lock,
+                                     self._tap.initialized_at)
         if self.versioned and self._stream_version is None:
-            self._stream_version = self._tap.initialized_at  # ms: two runs never share one
+            # ms, so two runs never share one; a resumed child keeps its stopped run's
+            self._stream_version = progress.version if progress else self._tap.initialized_at
         try:
-            if self.resource.parent is None:
+            if progress is None:
                 yield from self.request_records(context)
             else:
-                partitions, self._pending_partitions = self._pending_partitions, []
-                yield from fan_out(partitions, self._partition_records,
-                                   self.settings.max_concurrency)
+                yield from self._child_records(progress)
         except Exception:
             self._write_state_message()  # keep what was finished before failing
             raise
+        if progress is not None:
+            progress.clear()
         if self.versioned:
             # Only a listing read to its end retires the rows of earlier versions: a failed
             # run never leaves a table emptier than it was.
             self._write_activate_version_message(self._stream_version)
         self._sync_collected_children()
+
+    def _child_records(self, progress: ChildProgress) -> t.Iterator[dict]:
+        """Every parent's listing not finished yet, side by side; a finished listing is
+        recorded in the state at once (all its records are written by then)."""
+        partitions, self._pending_partitions = self._pending_partitions, []
+        field = self.resource.parent.placeholder
+        todo = progress.todo(partitions, field)
+        if progress.resumed:
+            self.logger.info("Stream '%s' resumes: %d of %d parent listings left to read.",
+                             self.name, len(todo), len(partitions))
+        workers = self.settings.max_concurrency
+        for item in fan_out(todo, self._partition_records, workers, window=4 * workers):
+            if isinstance(item, Finished):
+                progress.finished(item.partition[field])
+                self.state_manager.is_flushed = False
+                self._write_state_message()
+            else:
+                yield item
 
     def _partition_records(self, context: dict) -> t.Iterator[dict]:
         """One child listing (its records are stamped with the parent's key)."""

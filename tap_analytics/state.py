@@ -73,3 +73,56 @@ class BookmarkStateManager(StreamStateManager):
         state["replication_key"] = replication_key
         state["replication_key_value"] = value
         self._parsed = (value, position)
+
+
+class ChildProgress:
+    """Which parent listings a child stream has finished, so a stopped run resumes past them.
+
+    Kept small: parents are read in the order of their keys (as text), and the state
+    holds the key up to which every listing is finished (`after`) plus the few finished
+    beyond it (`done`, bounded by the read-ahead window), not an entry per parent ever
+    read. It also keeps the run's table version, so that the resumed run's ACTIVATE_VERSION
+    keeps the rows the stopped run wrote. A parent added meanwhile below `after` is read by
+    the next run; one deleted meanwhile is simply not there to read. The entry is removed
+    when the child finishes.
+    """
+
+    KEY = "progress"
+
+    def __init__(self, stream_state: dict, lock: t.Any, version: int | None) -> None:
+        saved = stream_state.get(self.KEY) or {}
+        self.version = saved.get("version", version)
+        self._after: str | None = saved.get("after")
+        self._done: set[str] = set(saved.get("done", []))
+        self._state = stream_state
+        self._lock = lock
+        self._order: list[str] = []
+        self.resumed = bool(saved)
+
+    def todo(self, partitions: list[dict], field: str) -> list[dict]:
+        """The listings still to read, in key order."""
+        ordered = sorted(partitions, key=lambda p: str(p[field]))
+        self._order = [str(p[field]) for p in ordered]
+        after = self._after
+        return [p for p in ordered
+                if not (after is not None and str(p[field]) <= after)
+                and str(p[field]) not in self._done]
+
+    def finished(self, key: t.Any) -> None:
+        self._done.add(str(key))
+        after = self._after
+        for value in self._order:
+            if after is not None and value <= after:
+                continue
+            if value not in self._done:
+                break
+            after = value
+        self._after = after
+        self._done = {v for v in self._done if after is None or v > after}
+        with self._lock:
+            self._state[self.KEY] = {"version": self.version, "after": after,
+                                     "done": sorted(self._done)}
+
+    def clear(self) -> None:
+        with self._lock:
+            self._state.pop(self.KEY, None)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tap_analytics.fanout import CHUNK, fan_out
+from tap_analytics.fanout import CHUNK, Finished, fan_out
 from tap_analytics.http import RateLimiter
 from tests.helpers import config_for, start_server, sync
 
@@ -35,9 +35,14 @@ def test_concurrent_partitions_equal_sequential(many_segments) -> None:
     assert len(keys) == len(set(keys)) == 30 * 23
     assert set(keys) == many_segments.ids()["segment_people"]
     assert concurrent.last_state == sequential.last_state
-    # No STATE claims anything per partition: segment_people keeps no per-segment state.
-    for state in concurrent.states:
-        assert state["bookmarks"].get("segment_people", {}) == {}
+    assert concurrent.last_state["bookmarks"]["segment_people"] == {}
+    # While it runs, segment_people's state stays small: a key up to which every segment is
+    # finished, and the few finished past it (never more than the read-ahead window).
+    progress = [s["bookmarks"]["segment_people"]["progress"] for s in concurrent.states
+                if "progress" in s["bookmarks"].get("segment_people", {})]
+    assert progress and all(len(p["done"]) <= 4 * 8 for p in progress)
+    afters = [p["after"] for p in progress if p["after"] is not None]
+    assert afters and afters == sorted(afters)
 
 
 @pytest.mark.parametrize("kind", ["503", "drop", "429"])
@@ -75,15 +80,45 @@ def test_fan_out_memory_is_bounded_by_the_pool() -> None:
 
     workers = 3
     seen = 0
-    for _record in fan_out(list(range(12)), read, workers):
+    finished = []
+    for item in fan_out(list(range(12)), read, workers):
+        if isinstance(item, Finished):
+            finished.append(item.partition)
+            continue
         with lock:
             in_flight -= 1
         seen += 1
         if seen % 1000 == 0:
             time.sleep(0.001)  # a slow consumer: producers must wait, not pile up
     assert seen == 12 * CHUNK * 6
+    assert sorted(finished) == list(range(12))
     # queue (2 per worker) + one chunk being filled per worker + one being consumed
     assert peak <= (workers * 2 + workers + 1) * CHUNK
+
+
+def test_fan_out_marks_each_listing_finished_after_its_records_and_stays_in_a_window(
+        ) -> None:
+    started: list[int] = []
+    low = [0]
+    done: set[int] = set()
+
+    def read(partition: int):
+        started.append(partition)
+        # the window counts from the first listing the workers have not finished; what the
+        # caller has seen may lag by the queue (2 chunks per worker) and one per worker
+        assert partition < low[0] + 5 + 4 * 3, "a listing started past the window"
+        yield from ({"p": partition} for _ in range(partition % 3 * 40))
+
+    seen: dict[int, int] = {}
+    for item in fan_out(list(range(40)), read, 4, window=5):
+        if isinstance(item, Finished):
+            assert seen.get(item.partition, 0) == item.partition % 3 * 40
+            done.add(item.partition)
+            while low[0] in done:
+                low[0] += 1
+        else:
+            seen[item["p"]] = seen.get(item["p"], 0) + 1
+    assert sorted(done) == list(range(40)) and sorted(started) == list(range(40))
 
 
 def test_fan_out_raises_the_first_worker_error_and_stops() -> None:
