@@ -40,11 +40,55 @@ def build(base_url: str, api_key: str, limit: int, parallel: bool) -> object:
     })
 
 
+# every listing of API.md, as the seeds declare them: (name, path, data_selector, paging)
+ALL = [("account_overview", "/v1/account_overview", "data", "offset"),
+       ("agents_overview", "/v1/agents_overview", "data", "offset"),
+       ("current_queue_activity", "/v1/current_queue_activity", "data", "offset"),
+       ("conversations", "/v1/conversations", "data", "offset"),
+       ("contacts", "/v1/contacts", "data", "offset"),
+       ("conversation_parts", "/v1/conversation_parts", "data", "offset"),
+       ("teams", "/v1/teams", "data", "offset"), ("companies", "/v1/companies", "data", "offset"),
+       ("schemas", "/v1/schemas", "objects", "single_page"),
+       ("peoples", "/v1/people/all", "people", "offset"),
+       ("accounts", "/v1/accounts", "$", "single_page"),
+       ("account_tags", "/v1/tags-management", "tags", "single_page"),
+       ("segments", "/v1/segments", "segments", "single_page"),
+       ("fields", "/v1/fields", "items", "single_page")]
+
+
+def build_all(base_url: str, api_key: str, limit: int, parallel: bool) -> object:
+    """All 15 resources, each `parallelized` when asked (dlt then reads them side by side)."""
+    offset = {"type": "offset", "limit": limit, "offset_param": "offset", "total_path": None,
+              "stop_after_empty_page": True}
+    resources = [{"name": name, "parallelized": parallel,
+                  "endpoint": {"path": path, "data_selector": selector,
+                               "paginator": offset if paging == "offset" else "single_page"}}
+                 for name, path, selector, paging in ALL]
+    resources.append({"name": "segment_people", "parallelized": parallel,
+                      "primary_key": ["segment_id", "id"],
+                      "endpoint": {"path": "/v1/segments/{segment_id}/people",
+                                   "data_selector": "people", "paginator": offset,
+                                   "params": {"segment_id": {"type": "resolve",
+                                                             "resource": "segments",
+                                                             "field": "id"}}}})
+    return rest_api_source({
+        "client": {"base_url": base_url,
+                   "auth": {"type": "api_key", "name": "api_key", "api_key": api_key,
+                            "location": "query"}},
+        "resource_defaults": {"primary_key": "id", "write_disposition": "merge"},
+        "resources": resources,
+    })
+
+
 def main() -> None:
     parser = client_parser()
     parser.add_argument("--parallelized", action="store_true")
+    parser.add_argument("--all-streams", action="store_true", help="the 15 listings of API.md")
     args = parser.parse_args()
-    source = build(args.base_url, args.api_key, args.limit, args.parallelized)
+    make = build_all if args.all_streams else build
+    source = make(args.base_url, args.api_key, args.limit, args.parallelized)
+    if args.all_streams:
+        args.streams = ",".join([name for name, *_ in ALL] + ["segment_people"])
     count = 0
     with open("/dev/null", "w") as out:
         for item in source.with_resources(*args.streams.split(",")):

@@ -162,6 +162,45 @@ def children(args: argparse.Namespace, tmp: Path) -> dict:
     return {name: statistics.median(w) for name, w in walls.items()}
 
 
+def full_sync(args: argparse.Namespace, tmp: Path) -> dict:
+    """All 15 streams at `--full-latency-ms` per request: wall time and requests made."""
+    server = Server(scale=args.full_scale, segments=args.segments,
+                    latency_ms=args.full_latency_ms)
+    limit = 100
+    n = args.concurrency
+    everything = ["account_overview", "agents_overview", "current_queue_activity",
+                  "conversations", "contacts", "conversation_parts", "teams", "companies",
+                  "schemas", "peoples", "accounts", "account_tags", "segments", "fields",
+                  "segment_people"]
+    try:
+        for sub in ("f1", "fn"):
+            (tmp / sub).mkdir()
+        contenders = {
+            f"tap-analytics (defaults: max_concurrency {n})": tap_argv(
+                server, everything, tmp / "fn", page_size=limit, max_concurrency=n),
+            "tap, max_concurrency 1": tap_argv(server, everything, tmp / "f1",
+                                               page_size=limit, max_concurrency=1),
+            "dlt, every resource parallelized": [
+                BENCH_PY, "bench/dlt_client.py", server.url, "--all-streams", "--parallelized",
+                "--limit", str(limit)],
+            f"floor: every page known, {n} in flight": [
+                PY, "bench/floor_client.py", server.url, "--limit", str(limit),
+                "--in-flight", str(n)],
+        }
+        walls: dict[str, list[float]] = {name: [] for name in contenders}
+        made: dict[str, int] = {}
+        for _ in range(args.rounds):
+            for name, argv in contenders.items():
+                requests.post(f"{server.url}/_admin/reset", json={}, timeout=60)
+                walls[name].append(measure(argv)[0])
+                made[name] = len(requests.get(f"{server.url}/_admin/requests",
+                                              timeout=60).json())
+    finally:
+        server.stop()
+    return {name: {"wall": statistics.median(w), "requests": made[name]}
+            for name, w in walls.items()}
+
+
 def memory(args: argparse.Namespace, tmp: Path) -> dict:
     out = {}
     for scale in args.memory_scales:
@@ -187,47 +226,81 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--memory-scales", default="10000,1000000",
                         type=lambda s: [int(x) for x in s.split(",")])
+    parser.add_argument("--full-scale", type=int, default=2000,
+                        help="records per big stream in the full-sync section")
+    parser.add_argument("--full-latency-ms", type=float, default=50.0)
+    parser.add_argument("--sections", default="1,2,3,4",
+                        help="which sections to run: 1 throughput, 2 children, 3 memory, "
+                             "4 full sync")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     print(f"machine: {os.cpu_count()} cores, {sys.platform}, Python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         for sub in ("c1", "cn"):
             (tmp / sub).mkdir()
-        print(f"\n1. Throughput: {', '.join(BIG)}; page size 1000; median of {args.rounds} "
-              "alternating rounds")
-        result = throughput(args, tmp)
-        rows = result["rows"]
-        header = f"{'contender':24} {'records':>9} {'wall s':>8} {'records/s':>10}"
-        print(f"{header} {'peak RSS MiB':>13}")
-        for name, row in rows.items():
-            print(f"{name:24} {row['records']:>9} {row['wall']:>8.2f} {row['rps']:>10.0f} "
-                  f"{row['rss']:>13.0f}")
-        raw, dlt = rows["raw requests loop"]["rps"], rows["dlt rest_api_source"]["rps"]
-        for name in ("tap-analytics", "tap, max_concurrency 1"):
-            tap = rows[name]["rps"]
-            print(f"{name}: tap/raw records/s {tap / raw:.2f}, tap/dlt records/s {tap / dlt:.2f}")
-        print("(raw and dlt read the segment_people listings one after another, as does the "
-              "tap with max_concurrency 1: that row is the per-record comparison)")
-        print(f"fake API alone (4 reader threads, bytes only): "
-              f"{result['server_alone_rps']:.0f} records/s")
+        if "1" in sections:
+            report_throughput(args, tmp)
+        if "2" in sections:
+            report_children(args, tmp)
+        if "3" in sections:
+            report_memory(args, tmp)
+        if "4" in sections:
+            report_full_sync(args, tmp)
 
-        print(f"\n2. segment_people over {args.child_segments} segments at "
-              f"{args.latency_ms:g} ms server latency (median wall s)")
-        walls = children(args, tmp)
-        for name, wall in walls.items():
-            print(f"{name:28} {wall:>7.2f}")
-        names = list(walls)
-        print(f"speed-up of max_concurrency {args.concurrency} over 1: "
-              f"{walls[names[0]] / walls[names[1]]:.1f}x; vs dlt parallelized: "
-              f"{walls[names[3]] / walls[names[1]]:.1f}x")
 
-        print("\n3. Memory: conversations only, tap peak RSS by listing size")
-        mem = memory(args, tmp)
-        for scale, row in mem.items():
-            print(f"{scale:>9} records  {row['rss']:>7.1f} MiB  {row['wall']:>7.2f} s")
-        small, large = (mem[s]["rss"] for s in (min(mem), max(mem)))
-        print(f"peak RSS growth from {min(mem)} to {max(mem)} records: "
-              f"{(large / small - 1) * 100:+.1f}%")
+def report_full_sync(args: argparse.Namespace, tmp: Path) -> None:
+    print(f"\n4. Full sync: all 15 streams at {args.full_latency_ms:g} ms per request, "
+          f"{args.full_scale} records per big stream, page size 100 (median of {args.rounds})")
+    rows = full_sync(args, tmp)
+    for name, row in rows.items():
+        print(f"{name:44} {row['wall']:>7.2f} s {row['requests']:>6} requests")
+    tap, seq, dlt, floor = (row["wall"] for row in rows.values())
+    print(f"tap / floor: {tap / floor:.2f}x the floor's time (target within 2x); "
+          f"max_concurrency 1 / tap: {seq / tap:.1f}x (target at least 4x); "
+          f"dlt / tap: {dlt / tap:.1f}x (target above 1)")
+
+
+def report_throughput(args: argparse.Namespace, tmp: Path) -> None:
+    print(f"\n1. Throughput: {', '.join(BIG)}; page size 1000; median of {args.rounds} "
+          "alternating rounds")
+    result = throughput(args, tmp)
+    rows = result["rows"]
+    header = f"{'contender':24} {'records':>9} {'wall s':>8} {'records/s':>10}"
+    print(f"{header} {'peak RSS MiB':>13}")
+    for name, row in rows.items():
+        print(f"{name:24} {row['records']:>9} {row['wall']:>8.2f} {row['rps']:>10.0f} "
+              f"{row['rss']:>13.0f}")
+    raw, dlt = rows["raw requests loop"]["rps"], rows["dlt rest_api_source"]["rps"]
+    for name in ("tap-analytics", "tap, max_concurrency 1"):
+        tap = rows[name]["rps"]
+        print(f"{name}: tap/raw records/s {tap / raw:.2f}, tap/dlt records/s {tap / dlt:.2f}")
+    print("(raw and dlt read the segment_people listings one after another, as does the "
+          "tap with max_concurrency 1: that row is the per-record comparison)")
+    print(f"fake API alone (4 reader threads, bytes only): "
+          f"{result['server_alone_rps']:.0f} records/s")
+
+
+def report_children(args: argparse.Namespace, tmp: Path) -> None:
+    print(f"\n2. segment_people over {args.child_segments} segments at "
+          f"{args.latency_ms:g} ms server latency (median wall s)")
+    walls = children(args, tmp)
+    for name, wall in walls.items():
+        print(f"{name:28} {wall:>7.2f}")
+    names = list(walls)
+    print(f"speed-up of max_concurrency {args.concurrency} over 1: "
+          f"{walls[names[0]] / walls[names[1]]:.1f}x; vs dlt parallelized: "
+          f"{walls[names[3]] / walls[names[1]]:.1f}x")
+
+
+def report_memory(args: argparse.Namespace, tmp: Path) -> None:
+    print("\n3. Memory: conversations only, tap peak RSS by listing size")
+    mem = memory(args, tmp)
+    for scale, row in mem.items():
+        print(f"{scale:>9} records  {row['rss']:>7.1f} MiB  {row['wall']:>7.2f} s")
+    small, large = (mem[s]["rss"] for s in (min(mem), max(mem)))
+    print(f"peak RSS growth from {min(mem)} to {max(mem)} records: "
+          f"{(large / small - 1) * 100:+.1f}%")
 
 
 if __name__ == "__main__":
