@@ -23,7 +23,7 @@ from tap_analytics.auth import ClientCredentialsAuthenticator, TokenRefusedError
 from tap_analytics.conform import Conformer
 from tap_analytics.fanout import Finished, fan_out
 from tap_analytics.http import RedirectRefusedError
-from tap_analytics.output import record_maps, write_records
+from tap_analytics.output import BufferedMsgSpecWriter, record_maps, write_records
 from tap_analytics.pagination import (
     KeysetToken,
     OffsetToken,
@@ -142,8 +142,10 @@ class AnalyticsStream(RESTStream[t.Any]):
     def get_new_paginator(self, context: Context | None = None) -> BaseAPIPaginator:
         keyset = self.keyset
         since = self.get_starting_replication_key_value(context) if keyset else None
+        # a child's records get their parent's key after paging: page by the others
+        key = [k for k in self.primary_keys if k not in (context or {})] or self.primary_keys
         return build_paginator(self.resource.paginator, self.page_size,
-                               self.resource.data_selector, key=self.primary_keys,
+                               self.resource.data_selector, key=key,
                                stream=self.name, keyset=keyset, since=since)
 
     @property
@@ -157,7 +159,8 @@ class AnalyticsStream(RESTStream[t.Any]):
                 state_partitioning_keys=self.state_partitioning_keys,
                 is_sorted=self.is_sorted, check_sorted=self.check_sorted,
                 timestamp=bool(self.replication_key) and self.is_timestamp_replication_key,
-                run_started=started)
+                run_started=started, output=self._tap.message_writer
+                if isinstance(self._tap.message_writer, BufferedMsgSpecWriter) else None)
         return self._state_manager
 
     def build_prepared_request(self, *args: t.Any, **kwargs: t.Any) -> requests.PreparedRequest:
@@ -412,6 +415,7 @@ class AnalyticsStream(RESTStream[t.Any]):
         workers = self.settings.max_concurrency
         for item in fan_out(todo, self._partition_records, workers, window=4 * workers):
             if isinstance(item, Finished):
+                self._tap.message_writer.commit()  # the listing's records are out first
                 progress.finished(item.partition[field])
                 self.state_manager.is_flushed = False
                 self._write_state_message()

@@ -28,14 +28,17 @@ PIPE_BUF = select.PIPE_BUF  # a write this size or smaller to a pipe is never sp
 class BufferedMsgSpecWriter(MsgSpecWriter):
     """The SDK's msgspec writer, writing records in 64 KiB batches, for several threads.
 
-    - Every non-record message (STATE above all) flushes what came before it, so a STATE
-      is never out before the records it covers.
-    - One lock serialises writers: a line is always whole, whichever thread writes it.
+    - Each thread gathers its records in its own buffer, without a lock; `commit` moves
+      them to the shared output under the lock, and only then applies the bookmarks those
+      records advanced (`defer`): a STATE, whichever thread writes it, never covers a
+      record that is not in the output before it.
+    - Every non-record message (STATE above all) commits the writing thread's records and
+      flushes everything before it.
     - Into a pipe, output goes in writes of whole lines of at most PIPE_BUF bytes each,
       which the kernel never splits: a tap killed outright (SIGKILL) leaves no half line
-      for the target, only lines shorter than that cannot be guaranteed.
+      for the target (a single line longer than that is the only exception).
     - `terminate` (SIGTERM, Ctrl-C) waits for the line being written, then writes the final
-      STATE after everything before it and closes the output: nothing follows it.
+      STATE after everything committed and closes the output: nothing follows it.
     """
 
     FLUSH_BYTES = 1 << 16
@@ -43,33 +46,59 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending = bytearray()
-        self._frame_key: tuple | None = None
-        self._head = self._tail = b""
+        self._local = threading.local()
         self.lock = threading.RLock()
         self._closed = False
         self._last_state: bytes | None = None
         self._fd: int | bool | None = False  # False: not looked at yet; None: not a pipe
 
+    def _mine(self) -> t.Any:
+        local = self._local
+        if not hasattr(local, "buffer"):
+            local.buffer = bytearray()
+            local.frame = None
+            local.head = local.tail = b""
+            local.deferred = []
+        return local
+
     def write_record(self, stream: str, record: dict, version: int | None,
                      extracted: datetime.datetime) -> None:
         """A RECORD message: the record encoded into place between parts encoded once."""
+        local = self._mine()
+        key = (stream, version, extracted)
+        if key != local.frame:
+            head = {"type": "RECORD", "stream": stream}
+            tail = {"version": version} if version is not None else {}
+            tail["time_extracted"] = extracted
+            local.frame = key
+            local.head = encoder.encode(head)[:-1] + b',"record":'
+            local.tail = b"," + encoder.encode(tail)[1:] + b"\n"
+        buffer = local.buffer
+        buffer += local.head
+        encoder.encode_into(record, buffer, -1)
+        buffer += local.tail
+        if len(buffer) >= self.FLUSH_BYTES:
+            self.commit()
+
+    def defer(self, apply: t.Callable[[], None]) -> None:
+        """Run `apply` (a bookmark moving) when this thread's records are committed."""
+        self._mine().deferred.append(apply)
+
+    def commit(self) -> None:
+        """This thread's records into the output, then the bookmarks they advanced."""
+        local = self._mine()
         with self.lock:
-            key = (stream, version, extracted)
-            if key != self._frame_key:
-                head = {"type": "RECORD", "stream": stream}
-                tail = {"version": version} if version is not None else {}
-                tail["time_extracted"] = extracted
-                self._frame_key = key
-                self._head = encoder.encode(head)[:-1] + b',"record":'
-                self._tail = b"," + encoder.encode(tail)[1:] + b"\n"
-            pending = self._pending
-            pending += self._head
-            encoder.encode_into(record, pending, -1)
-            pending += self._tail
-            if len(pending) >= self.FLUSH_BYTES:
+            if local.buffer:
+                self._pending += local.buffer
+                local.buffer = bytearray()
+            for apply in local.deferred:
+                apply()
+            local.deferred.clear()
+            if len(self._pending) >= self.FLUSH_BYTES:
                 self._flush()
 
     def write_message(self, message: Message) -> None:
+        self.commit()
         with self.lock:
             self._pending += self.format_message(message)
             if len(self._pending) >= self.FLUSH_BYTES or not isinstance(message, RecordMessage):
@@ -81,6 +110,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         Encoded in one call (atomic for other threads), so a stream updating its own
         bookmark meanwhile never makes it fail half-way.
         """
+        self.commit()
         with self.lock:
             line = self.format_message(StateMessage(value=state))
             if line != self._last_state:
@@ -89,15 +119,19 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             self._flush()
 
     def flush(self) -> None:
+        self.commit()
         with self.lock:
             self._flush()
 
     def terminate(self, state: dict, code: int) -> t.NoReturn:
-        """Stop the process: the records written so far, then the final STATE, then nothing."""
+        """Stop the process: the records committed so far, the final STATE, then nothing.
+        Records other threads had not committed are left out, and so are their bookmarks."""
         with self.lock:  # a thread writing a line finishes it first
             try:
                 self._last_state = None
-                self.write_state(state)
+                line = self.format_message(StateMessage(value=state))
+                self._pending += line
+                self._flush()
             finally:
                 self._closed = True
                 os._exit(code)

@@ -16,6 +16,7 @@ Each exposes `accept(records)`: the records of the page just fetched that are ne
 
 from __future__ import annotations
 
+import operator
 import typing as t
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator, SinglePagePaginator
 
 from tap_analytics.payload import PayloadError, body_of, lookup, records_of
-from tap_analytics.timestamps import api_form, parse_instant, to_instant
+from tap_analytics.timestamps import api_form, to_instant
 
 if t.TYPE_CHECKING:
     import requests
@@ -90,31 +91,45 @@ class OverlapOffsetPaginator(_PageListing):
     def __init__(self, page_size: int, selector: tuple[str, ...] | None, key: t.Sequence[str],
                  total_path: str = "total", stream: str = "") -> None:
         super().__init__(OffsetToken(0), page_size, selector, total_path, stream)
-        self._key = tuple(key)
+        # the record's key as it comes from the API (a child's parent key is stamped later)
+        self._key_of = operator.itemgetter(*key)
         self._written: set[tuple] = set()  # keys written, for a listing read again
         self._last: tuple | None = None  # the key the previous page ended on
         self._shifted = False
         # a page of one record cannot overlap the next: such listings cannot tell a shift
         self._step = page_size - 1 if page_size > 1 else 1
 
-    def key_of(self, record: dict) -> tuple:
-        return tuple(record.get(k) for k in self._key)
+    def key_of(self, record: dict) -> t.Any:
+        try:
+            return self._key_of(record)
+        except KeyError:
+            return None  # the conformer names a record without its key
 
     def accept(self, records: list[dict]) -> list[dict]:
         self._received = len(records)
+        keys = self._keys(records)
         overlap = self.current_value.offset > 0 and self.page_size > 1
-        if overlap and (not records or self.key_of(records[0]) != self._last):
+        if overlap and (not records or keys[0] != self._last):
             self._restart("a page did not start where the previous one ended")
             self._shifted = True
             return []
         self._shifted = False
-        fresh = records[1:] if overlap else records
-        if self.current_value.reread:
-            fresh = [r for r in fresh if self.key_of(r) not in self._written]
         if records:
-            self._last = self.key_of(records[-1])
-        self._written.update(map(self.key_of, fresh))
+            self._last = keys[-1]
+        start = 1 if overlap else 0
+        fresh, new = records[start:], keys[start:]
+        if self.current_value.reread:
+            written = self._written
+            kept = [i for i, key in enumerate(new) if key not in written]
+            fresh, new = [fresh[i] for i in kept], [new[i] for i in kept]
+        self._written.update(new)
         return fresh
+
+    def _keys(self, records: list[dict]) -> list:
+        try:
+            return list(map(self._key_of, records))
+        except KeyError:
+            return [self.key_of(r) for r in records]
 
     def has_more(self, response: requests.Response) -> bool:
         return self._shifted or super().has_more(response)
@@ -166,11 +181,11 @@ class KeysetPaginator(_PageListing):
         value = record.get(self._field)
         if not self._timestamp or value is None:
             return value
-        moment = parse_instant(value) if isinstance(value, str) else None
-        if moment is None:
+        try:
+            return to_instant(value)
+        except (TypeError, ValueError):
             msg = f"{self._stream}: '{self._field}' is not an RFC 3339 date-time: {value!r}"
-            raise PayloadError(msg)
-        return moment
+            raise PayloadError(msg) from None
 
     def _read(self, position: t.Any, ident: t.Any) -> bool:
         last = self._last
@@ -195,9 +210,13 @@ class KeysetPaginator(_PageListing):
                 if self._last is None or position > self._last:
                     self._last, self._seen = position, set()
                 self._seen.add(record.get("id"))
+        # the records at the end of the page from the value the next page asks from
         anchor = self._anchor(self._last)
-        self._group = sum(1 for p in positions if p is not None and self._anchor(p) >= anchor
-                          ) if records else 0
+        self._group = 0
+        for position in reversed(positions):
+            if position is None or self._anchor(position) < anchor:
+                break
+            self._group += 1
         return fresh
 
     def _anchor(self, position: t.Any) -> t.Any:

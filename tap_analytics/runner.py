@@ -10,7 +10,9 @@ bookmark moves, and a STATE flushes what precedes it). Parents list before their
 handler running there never cuts into a line: it waits for the line being written.
 
 The first stream to fail stops the others at their next page; the run then writes the
-state of everything written and raises that failure.
+state of everything written and raises that failure. With `max_concurrency` 1 the streams
+run one after another (on one thread, for the same signal safety): with nothing to overlap,
+threads would only contend for the interpreter.
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ class StreamRunner:
         if self.cancelled.is_set():
             raise SyncCancelled
 
-    def run(self, streams: t.Sequence[Stream]) -> None:
-        threads = [threading.Thread(target=self._sync, args=(stream,), daemon=True,
-                                    name=f"stream-{stream.name}") for stream in streams]
+    def run(self, streams: t.Sequence[Stream], side_by_side: bool = True) -> None:
+        """Each stream on its own thread, or (`side_by_side` False: `max_concurrency` 1)
+        all of them one after another on one thread, as the SDK would."""
+        groups = [[stream] for stream in streams] if side_by_side else [list(streams)]
+        threads = [threading.Thread(target=self._sync_all, args=(group,), daemon=True,
+                                    name=f"stream-{group[0].name}") for group in groups]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -47,10 +52,12 @@ class StreamRunner:
         if self._errors:
             raise self._errors[0]
 
-    def _sync(self, stream: Stream) -> None:
+    def _sync_all(self, streams: list[Stream]) -> None:
         try:
-            stream.sync()
-            stream.finalize_state_progress_markers()
+            for stream in streams:
+                self.check()
+                stream.sync()
+                stream.finalize_state_progress_markers()
         except SyncCancelled:
             pass
         except BaseException as exc:  # handed to the main thread, raised there

@@ -29,8 +29,11 @@ class BookmarkStateManager(StreamStateManager):
     """Sorted, resumable bookmarks: the SDK's state layout, instants for timestamps."""
 
     def __init__(self, *, timestamp: bool, run_started: datetime.datetime,
-                 **kwargs: t.Any) -> None:
+                 output: t.Any = None, **kwargs: t.Any) -> None:
         super().__init__(**kwargs)
+        # the tap's writer: a bookmark moves once the records before it are in the output
+        self._output = output
+        self._due: tuple[dict, str, t.Any] | None = None
         self._timestamp = timestamp
         self._cap = run_started
         self._cap_text = state_form(run_started)
@@ -45,15 +48,16 @@ class BookmarkStateManager(StreamStateManager):
         """A sorted listing moves its bookmark as it goes (a run stopped midway resumes
         there); any other keeps the highest value in progress markers until its end."""
         value = latest_record.get(replication_key)
-        if value is None:
-            return
+        if value is None or value == self._parsed[0]:
+            return  # a tie: nothing moves
         state = self.get_context_state(context)
         if not self._is_sorted:
             state = state.setdefault(PROGRESS_MARKERS, {
                 "Note": "Progress is not resumable if interrupted."})
-        stored = state.get("replication_key_value")
-        if stored is not None and self._parsed[0] != stored:
-            self._parsed = (stored, self.position(stored))
+        if self._parsed[0] is None:  # the run's first record: start from the state's value
+            stored = state.get("replication_key_value")
+            if stored is not None:
+                self._parsed = (stored, self.position(stored))
         position = self.position(value)
         if self._timestamp and position > self._cap:
             position, value = self._cap, self._cap_text
@@ -63,16 +67,35 @@ class BookmarkStateManager(StreamStateManager):
                     "Stream '%s': a record is dated after this run started (%s); the "
                     "bookmark stops at the run's start so later changes are still read.",
                     self.stream_name, latest_record.get(replication_key))
-        if stored is not None and position < self._parsed[1]:
-            if not self._is_sorted or self._parsed[1] == self._cap:
-                return  # the highest value stays
+        if self._parsed[0] is not None and position <= self._parsed[1]:
+            if position == self._parsed[1] or not self._is_sorted:
+                return  # the same instant in another form, or a lower value: it stays
             msg = (f"{self.stream_name}: the API listed '{replication_key}' out of order "
-                   f"({latest_record.get(replication_key)!r} after {stored!r}); its "
-                   "bookmark cannot be trusted")
+                   f"({latest_record.get(replication_key)!r} after {self._parsed[0]!r}); "
+                   "its bookmark cannot be trusted")
             raise UnsortedListingError(msg)
-        state["replication_key"] = replication_key
-        state["replication_key_value"] = value
         self._parsed = (value, position)
+        if self._output is None:
+            state["replication_key"] = replication_key
+            state["replication_key_value"] = value
+            return
+        if self._due is None:
+            self._output.defer(self._apply)
+        self._due = (state, replication_key, value)
+
+    def finalize_state(self, state: dict | None = None) -> None:
+        """The SDK promotes progress markers here: the records go out first."""
+        if self._output is not None:
+            self._output.commit()
+        super().finalize_state(state)
+
+    def _apply(self) -> None:
+        """The last bookmark value whose record is now in the output."""
+        if self._due is not None:
+            state, key, value = self._due
+            self._due = None
+            state["replication_key"] = key
+            state["replication_key_value"] = value
 
 
 class ChildProgress:

@@ -116,7 +116,7 @@ class TapAnalytics(Tap):
             if stream.selected:
                 _ = stream.stream_state  # every entry exists before threads write state
         try:
-            self.runner.run(streams)
+            self.runner.run(streams, side_by_side=self.settings.max_concurrency > 1)
         finally:
             self._state_writer.write_state(self.state)
         for stream in self.streams.values():
