@@ -282,6 +282,7 @@ class Handler(BaseHTTPRequestHandler):
         if name is None:
             return self.send_json(404, {"error": "not_found", "message": f"no route {path}"})
         since = query.get("updated_since", [None])[0]
+        first = 0  # where the listing starts (after updated_since): never copied, only sliced
         with api.lock:
             rows = (api.data.segment_people(segment) if segment is not None
                     else api.data.listing(name))
@@ -298,10 +299,9 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send_json(400, {"error": "bad_request",
                                                 "message": "updated_since needs a zone"})
                 first = bisect.bisect_left(api.data.instants(name), moment)
-                rows, encoded = rows[first:], encoded[first:]
         envelope = ENVELOPE.get(name, "people" if segment is not None else "data")
         if name in UNPAGED:
-            page, extra = encoded, {}
+            page, extra = encoded[first:], {}
         else:
             try:
                 limit = int(query.get("limit", ["100"])[0])
@@ -314,8 +314,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(400, {"error": "bad_request", "message": "bad paging"})
             if not 1 <= limit <= 1000 or offset < 0:
                 return self.send_json(400, {"error": "bad_request", "message": "limit 1..1000"})
-            page = encoded[offset:offset + limit]
-            extra = self.paging(name, offset, limit, len(rows))
+            page = encoded[first + offset:first + offset + limit]
+            extra = self.paging(name, offset, limit, len(rows) - first)
         self.entry["served"] = len(page)
         items = b"[" + b",".join(page) + b"]"
         if envelope is None:

@@ -14,7 +14,6 @@ from urllib.parse import urlparse
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers._catalog import get_selected_schema
-from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.streams import RESTStream
 from singer_sdk.streams.rest import PageContext
@@ -89,7 +88,7 @@ class AnalyticsStream(RESTStream[t.Any]):
         self.conformer: Conformer | None = None
         self._published_version = 0
         self._maps: list[tuple[str, t.Any]] | None = None
-        self.extracted_at = utc_now()
+        self.extracted_at = datetime.datetime.now(datetime.timezone.utc)
 
     # --- configuration -------------------------------------------------------------
 
@@ -193,7 +192,8 @@ class AnalyticsStream(RESTStream[t.Any]):
         return params
 
     def parse_response(self, response: requests.Response) -> list[dict]:
-        self.extracted_at = utc_now()  # time_extracted of this page's records
+        # time_extracted of this page's records
+        self.extracted_at = datetime.datetime.now(datetime.timezone.utc)
         try:
             return records_of(response, self.resource.data_selector)
         except PayloadError as exc:
@@ -340,7 +340,7 @@ class AnalyticsStream(RESTStream[t.Any]):
         """The SDK's record path, with the stream-map work decided once per schema version."""
         if self.conformer.version != self._published_version or self._maps is None:
             self._publish_schema()
-        write_records(self, self._maps, record)
+        write_records(self._maps, record, self._stream_version, self.extracted_at)
         self.state_manager.is_flushed = False
 
     def _publish_schema(self) -> None:
@@ -355,7 +355,7 @@ class AnalyticsStream(RESTStream[t.Any]):
             self._stream_maps = None
             self._write_schema_message()
             self._published_version = version
-        self._maps = record_maps(self.stream_maps)
+        self._maps = record_maps(self.stream_maps, self._tap.message_writer)
 
     def start_conformer(self) -> Conformer:
         """The schema in force when the stream's SCHEMA message goes out (version 0)."""
@@ -435,7 +435,7 @@ class AnalyticsStream(RESTStream[t.Any]):
 
         A record the primary stream map filters out (`__filter__`) has no children read.
         """
-        if not self.stream_maps[0].get_filter_result(record):
+        if not self.child_streams or not self.stream_maps[0].get_filter_result(record):
             return ()
         for child in self.child_streams:
             spec = child.resource.parent

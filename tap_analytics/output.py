@@ -181,25 +181,29 @@ def _write_lines(fd: int, data: bytearray) -> None:
     view.release()
 
 
-def record_maps(stream_maps: t.Sequence[t.Any]) -> list[tuple[str, t.Any]]:
-    """(alias, transform) per stream map; transform None where the map is the identity."""
-    return [(m.stream_alias, None if _is_identity(m) else m.transform) for m in stream_maps]
-
-
-def write_records(stream: t.Any, maps: list[tuple[str, t.Any]], record: dict) -> None:
-    """The SDK's record path (stream maps) for one conformed record, no message objects."""
-    extracted = stream.extracted_at
-    writer = stream._tap.message_writer
-    for alias, transform in maps:
-        mapped = record if transform is None else transform(record)
-        if mapped is None:
-            continue
-        if isinstance(writer, BufferedMsgSpecWriter):
-            writer.write_record(alias, mapped, stream._stream_version, extracted)
-        else:  # a writer handed in by the caller gets ordinary messages
-            writer.write_message(RecordMessage(stream=alias, record=mapped,
-                                               version=stream._stream_version,
+def record_maps(stream_maps: t.Sequence[t.Any], writer: t.Any
+                ) -> list[tuple[str, t.Any, t.Callable[..., None]]]:
+    """(alias, transform, write) per stream map, decided once per schema version: transform
+    None where the map is the identity; write is ours, or one that makes ordinary messages
+    for a writer the caller handed in."""
+    if isinstance(writer, BufferedMsgSpecWriter):
+        write = writer.write_record
+    else:
+        def write(alias: str, record: dict, version: int | None,
+                  extracted: datetime.datetime) -> None:
+            writer.write_message(RecordMessage(stream=alias, record=record, version=version,
                                                time_extracted=extracted))
+    return [(m.stream_alias, None if _is_identity(m) else m.transform, write)
+            for m in stream_maps]
+
+
+def write_records(maps: list[tuple[str, t.Any, t.Callable[..., None]]], record: dict,
+                  version: int | None, extracted: datetime.datetime) -> None:
+    """The SDK's record path (stream maps) for one conformed record, no message objects."""
+    for alias, transform, write in maps:
+        mapped = record if transform is None else transform(record)
+        if mapped is not None:
+            write(alias, mapped, version, extracted)
 
 
 def _is_identity(stream_map: t.Any) -> bool:

@@ -9,10 +9,10 @@ import sys
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
+from importlib.metadata import version
 
 import click
 from singer_sdk import Tap
-from singer_sdk.helpers._packaging import get_sdk_version
 
 from tap_analytics.auth import build_authenticator
 from tap_analytics.discovery import declared_schema, sample_schemas
@@ -71,7 +71,7 @@ class TapAnalytics(Tap):
         settings = self.settings
         rate = settings.max_requests_per_second
         budget = RequestBudget(settings.max_concurrency, RateLimiter(rate) if rate else None)
-        return SessionPool(budget, user_agent=f"tap-analytics singer-sdk/{get_sdk_version()}",
+        return SessionPool(budget, user_agent=f"tap-analytics singer-sdk/{version('singer-sdk')}",
                            allowed=(settings.url_base, settings.token_url))
 
     @cached_property
