@@ -345,17 +345,30 @@ class AnalyticsStream(RESTStream[t.Any]):
 
     def _publish_schema(self) -> None:
         """Put a schema the conformer grew in force: stream maps, then a SCHEMA message."""
-        version, schema = self.conformer.snapshot()
-        if version != self._published_version:
-            self._schema = schema
-            if self._input_schema is not None:
-                self._input_schema = schema
-            self._tap.mapper.register_raw_stream_schema(
-                self.name, get_selected_schema(self.name, schema, self.mask), self.primary_keys)
-            self._stream_maps = None
-            self._write_schema_message()
-            self._published_version = version
+        if self._adopt_schema():
+            super()._write_schema_message()
         self._maps = record_maps(self.stream_maps, self._tap.message_writer)
+
+    def _write_schema_message(self) -> None:
+        """The stream's first SCHEMA already carries the types remembered from earlier runs
+        (targets create or check their columns on it)."""
+        self.start_conformer()
+        self._adopt_schema()
+        super()._write_schema_message()
+
+    def _adopt_schema(self) -> bool:
+        """The conformer's schema as the stream's, its maps registered anew if it changed."""
+        version, schema = self.conformer.snapshot()
+        if version == self._published_version:
+            return False
+        self._schema = schema
+        if self._input_schema is not None:
+            self._input_schema = schema
+        self._tap.mapper.register_raw_stream_schema(
+            self.name, get_selected_schema(self.name, schema, self.mask), self.primary_keys)
+        self._stream_maps = None
+        self._published_version = version
+        return True
 
     def start_conformer(self) -> Conformer:
         """The schema in force when the stream's SCHEMA message goes out (version 0)."""
@@ -364,7 +377,8 @@ class AnalyticsStream(RESTStream[t.Any]):
             self.conformer = Conformer(self.name, self.effective_schema, fixed=fixed,
                                        contract=self.settings.schema_contract, mask=self.mask,
                                        logger=self.logger,
-                                       learning=self._tap.input_catalog is None)
+                                       learning=self._tap.input_catalog is None,
+                                       memory=self.stream_state.setdefault("types", {}))
         return self.conformer
 
     @property

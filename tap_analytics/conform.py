@@ -136,12 +136,16 @@ class Conformer:
     """One stream's schema in force, and the checks that keep its records within it."""
 
     def __init__(self, stream: str, schema: dict, *, fixed: t.Iterable[str], contract: str,
-                 mask: SelectionMask, logger: logging.Logger, learning: bool = False) -> None:
-        """`learning`: no catalog was given, so the first page's fields are expected news."""
+                 mask: SelectionMask, logger: logging.Logger, learning: bool = False,
+                 memory: dict | None = None) -> None:
+        """`learning`: no catalog was given, so the first page's fields are expected news.
+        `memory`: the type each field was first given, kept in the state across runs."""
         self.stream = stream
         self.schema = copy.deepcopy(schema)
         self.schema.setdefault("properties", {})
         self.version = 0
+        self._memory = memory if memory is not None else {}
+        self._remember(set(fixed))
         self._fixed = set(fixed)
         self._contract = contract
         self._mask = mask
@@ -278,7 +282,21 @@ class Conformer:
     def _add(self, name: str, prop: dict) -> None:
         self.schema["properties"][name] = prop
         self._rules = {**self._rules, name: rule_for(prop)}
+        self._memory[name] = prop
         self.version += 1
+
+    def _remember(self, fixed: set[str]) -> None:
+        """A field keeps the type it was first given, whatever a later discovery infers from
+        a different first page: a column's type never changes in the target. Fields the
+        memory lacks join it as the schema in force has them."""
+        properties = self.schema["properties"]
+        for name, prop in self._memory.items():
+            if name not in fixed and properties.get(name) != prop:
+                properties[name] = copy.deepcopy(prop)
+                self.version = 1
+        for name, prop in properties.items():
+            if name not in self._memory and not prop.get(PROVISIONAL):
+                self._memory[name] = copy.deepcopy(prop)
 
     def _tell(self, field: str, change: str, what: str) -> None:
         if (field, change) not in self._told:

@@ -47,7 +47,7 @@ def test_concurrent_partitions_equal_sequential(many_segments) -> None:
     assert len(keys) == len(set(keys)) == 30 * 23
     assert set(keys) == many_segments.ids()["segment_people"]
     assert concurrent.last_state == sequential.last_state
-    assert concurrent.last_state["bookmarks"]["segment_people"] == {}
+    assert "progress" not in concurrent.last_state["bookmarks"]["segment_people"]
     # While it runs, segment_people's state stays small: a key up to which every segment is
     # finished, and the few finished past it (never more than the read-ahead window).
     progress = [s["bookmarks"]["segment_people"]["progress"] for s in concurrent.states
@@ -277,7 +277,7 @@ def test_a_kill_inside_segment_people_resumes_past_the_finished_segments(tmp_pat
                    if r["type"] == "RECORD" and r["stream"] == "segment_people"}
         written |= set(second.keys("segment_people", ("segment_id", "id")))
         assert written == fake.ids()["segment_people"], "memberships lost over the kill"
-        assert second.last_state["bookmarks"]["segment_people"] == {}
+        assert "progress" not in second.last_state["bookmarks"]["segment_people"]
         assert "resumes: " in second.stderr
         # the table version of the stopped run: its rows are kept by ACTIVATE_VERSION
         activate = [m for m in second.messages if m["type"] == "ACTIVATE_VERSION"

@@ -84,35 +84,25 @@ def test_every_target_gets_every_record_and_value(drifting: FakeServer, targets:
         assert set(early) <= set(properties), entry["tap_stream_id"]
     synced = [*tap, "--catalog", str(tmp_path / "catalog.json")]
 
-    out = tmp_path / "jsonl"
-    (tmp_path / "jsonl.json").write_text(json.dumps({"destination_path": str(out),
-                                                     "do_timestamp_file": False}))
-    result, tap_err = pipe(synced, [str(targets["target-jsonl"]), "--config",
-                                    str(tmp_path / "jsonl.json")], tmp_path)
-    OUTPUTS.extend([tap_err, result.stderr])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert_all_kept(server, read_jsonl(out), "target-jsonl")
-
-    out = tmp_path / "csv"
-    (tmp_path / "csv.json").write_text(json.dumps({"output_path": str(out)}))
-    result, tap_err = pipe(synced, [str(targets["target-csv"]), "--config",
-                                    str(tmp_path / "csv.json")], tmp_path)
-    OUTPUTS.extend([tap_err, result.stderr])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert_all_kept(server, read_csv(out), "target-csv")
-
-    database = tmp_path / "warehouse.duckdb"
-    (tmp_path / "duckdb.json").write_text(json.dumps({"path": str(database),
-                                                      "default_target_schema": "analytics"}))
-    result, tap_err = pipe(synced, [str(targets["target-duckdb"]), "--config",
-                                    str(tmp_path / "duckdb.json")], tmp_path)
-    OUTPUTS.extend([tap_err, result.stderr])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert_all_kept(server, read_duckdb(database, "analytics"), "target-duckdb")
+    targets_config = {  # target: (its config, how to read what landed)
+        "target-jsonl": ({"destination_path": str(tmp_path / "jsonl"),
+                          "do_timestamp_file": False}, lambda: read_jsonl(tmp_path / "jsonl")),
+        "target-csv": ({"output_path": str(tmp_path / "csv")},
+                       lambda: read_csv(tmp_path / "csv")),
+        "target-duckdb": ({"path": str(tmp_path / "warehouse.duckdb"),
+                           "default_target_schema": "analytics"},
+                          lambda: read_duckdb(tmp_path / "warehouse.duckdb", "analytics")),
+    }
+    for name, (target_config, landed) in targets_config.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(target_config))
+        result, tap_err = pipe(synced, [str(targets[name]), "--config",
+                                        str(tmp_path / f"{name}.json")], tmp_path)
+        OUTPUTS.extend([tap_err, result.stderr])
+        assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+        assert_all_kept(server, landed(), name)
 
 
-@pytest.mark.parametrize("drifting", SEEDS[:1], indirect=True,
-                         ids=[f"seed={s}" for s in SEEDS[:1]])
+@pytest.mark.parametrize("drifting", SEEDS, indirect=True, ids=[f"seed={s}" for s in SEEDS])
 def test_singer_check_tap_finds_the_output_valid(drifting: FakeServer, targets: dict,
                                                  tmp_path: Path) -> None:
     """singer-tools runs the tap twice (the second time with the state of the first)."""
