@@ -12,7 +12,7 @@ import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.singerlib import RecordMessage, StateMessage
+from singer_sdk.singerlib import RecordMessage
 
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
@@ -112,7 +112,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         """
         self.commit()
         with self.lock:
-            line = self.format_message(StateMessage(value=state))
+            line = state_line(state)
             if line != self._last_state:
                 self._pending += line
                 self._last_state = bytes(line)
@@ -129,8 +129,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         with self.lock:  # a thread writing a line finishes it first
             try:
                 self._last_state = None
-                line = self.format_message(StateMessage(value=state))
-                self._pending += line
+                self._pending += state_line(state)
                 self._flush()
             finally:
                 self._closed = True
@@ -163,6 +162,12 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
             except (AttributeError, OSError, ValueError):  # a stdout that is not a file
                 pass
         return self._fd  # type: ignore[return-value]
+
+
+def state_line(state: dict) -> bytes:
+    """A STATE message, the state encoded in one C call: other threads cannot change it
+    half-way (the SDK's `to_dict` walks it in Python first)."""
+    return b'{"type":"STATE","value":' + encoder.encode(state) + b"}\n"
 
 
 def _write_lines(fd: int, data: bytearray) -> None:

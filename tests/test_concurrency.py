@@ -286,3 +286,32 @@ def test_a_kill_inside_segment_people_resumes_past_the_finished_segments(tmp_pat
     finally:
         fake.server.shutdown()
         fake.server.server_close()
+
+
+def test_a_state_is_written_whole_while_other_threads_change_it() -> None:
+    """Streams change their own bookmarks (and remembered types) while another thread
+    writes the STATE: the state is encoded in one step, never walked half-way."""
+    from tap_analytics.output import BufferedMsgSpecWriter
+
+    writer = BufferedMsgSpecWriter()
+    state: dict = {"bookmarks": {"s": {"types": {}}}}
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            types = state["bookmarks"]["s"]["types"]
+            types[f"f{i % 500}"] = {"type": ["string", "null"]}
+            if i % 500 == 499:
+                types.clear()
+            i += 1
+
+    worker = threading.Thread(target=churn, daemon=True)
+    worker.start()
+    try:
+        with contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO())):
+            for _ in range(3000):
+                writer.write_state(state)
+    finally:
+        stop.set()
+        worker.join()
