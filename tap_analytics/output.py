@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import fcntl
 import os
 import select
 import stat
+import struct
 import sys
+import termios
 import threading
+import time
 import typing as t
 
 from singer_sdk.contrib.msgspec import MsgSpecWriter, encoder
@@ -23,6 +27,8 @@ class OutputClosedError(RuntimeError):
 
 
 PIPE_BUF = select.PIPE_BUF  # a write this size or smaller to a pipe is never split
+PAGE = 4096
+F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032  # Linux fcntl commands (fcntl has them from 3.10)
 
 
 class BufferedMsgSpecWriter(MsgSpecWriter):
@@ -171,7 +177,8 @@ def state_line(state: dict) -> bytes:
 
 
 def _write_lines(fd: int, data: bytearray) -> None:
-    """Write whole lines in writes of at most PIPE_BUF bytes (longer lines whole, alone)."""
+    """Write whole lines in writes of at most PIPE_BUF bytes; a longer line alone, once the
+    pipe has room for all of it (`_write_whole`)."""
     view = memoryview(data)
     start, size = 0, len(data)
     while start < size:
@@ -181,9 +188,35 @@ def _write_lines(fd: int, data: bytearray) -> None:
             end = cut + 1 if cut >= start else data.find(b"\n", end) + 1 or size
         else:
             end = size
-        while start < end:
-            start += os.write(fd, view[start:end])
+        if end - start > PIPE_BUF:
+            _write_whole(fd, view[start:end])
+        else:
+            os.write(fd, view[start:end])  # at most PIPE_BUF: never split
+        start = end
     view.release()
+
+
+def _write_whole(fd: int, line: memoryview) -> None:
+    """A line longer than PIPE_BUF (a big STATE, say) in one write() that cannot block:
+    it waits until the pipe has room for all of it, so a kill cannot leave half of it."""
+    need = len(line) + 2 * PAGE  # a partly filled page buffer may not take more bytes
+    try:
+        capacity = fcntl.fcntl(fd, F_GETPIPE_SZ)
+        if need > capacity:
+            capacity = fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << (need - 1).bit_length())
+        while capacity - _queued(fd) < need:
+            select.select([], [fd], [], 0.01)  # the reader is draining the pipe
+            time.sleep(0.001)
+    except OSError:  # a pipe that will not grow: write it as well as can be done
+        pass
+    written = 0
+    while written < len(line):
+        written += os.write(fd, line[written:])
+
+
+def _queued(fd: int) -> int:
+    """Bytes waiting in the pipe (FIONREAD works on either end on Linux)."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
 
 
 def record_maps(stream_maps: t.Sequence[t.Any], writer: t.Any

@@ -315,3 +315,34 @@ def test_a_state_is_written_whole_while_other_threads_change_it() -> None:
     finally:
         stop.set()
         worker.join()
+
+
+def test_a_line_longer_than_pipe_buf_goes_into_the_pipe_whole() -> None:
+    """A STATE of several KiB waits until the pipe has room for all of it: never is part
+    of it in the pipe while the rest waits (a SIGKILL then would leave half a line)."""
+    import fcntl
+    import os
+
+    from tap_analytics.output import F_GETPIPE_SZ, PIPE_BUF, _queued, _write_lines
+
+    read_fd, write_fd = os.pipe()
+    try:
+        capacity = fcntl.fcntl(write_fd, F_GETPIPE_SZ)
+        small = b"x" * 99 + b"\n"
+        filled = (capacity - 4 * PIPE_BUF) // len(small) * len(small)
+        os.write(write_fd, small * (filled // len(small)))  # the reader is behind
+        big = b'{"type":"STATE","value":"' + b"y" * (6 * PIPE_BUF) + b'"}\n'
+        writer = threading.Thread(target=_write_lines, args=(write_fd, bytearray(big)),
+                                  daemon=True)
+        writer.start()
+        for _ in range(200):  # while the big line waits, not a byte of it goes in
+            assert _queued(read_fd) == filled
+            assert writer.is_alive()
+        got = bytearray()
+        while len(got) < filled + len(big):
+            got += os.read(read_fd, 65536)
+        writer.join()
+        assert bytes(got) == small * (filled // len(small)) + big
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
