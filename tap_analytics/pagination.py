@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator, SinglePagePaginator
 
-from tap_analytics.payload import PayloadError, body_of, lookup, records_of
+from tap_analytics.payload import PayloadError, body_of, lookup
 from tap_analytics.timestamps import api_form, to_instant
 
 if t.TYPE_CHECKING:
@@ -284,5 +284,3 @@ def build_paginator(spec: PaginatorSpec, page_size: int, selector: tuple[str, ..
         return CursorPaginator(spec.cursor_path)
     return OnePagePaginator()
 
-
-__all__ = ["build_paginator", "records_of"]
