@@ -121,7 +121,7 @@ class GuardedSession(requests.Session):
         if target not in self.allowed:
             source = urlparse(response.request.url or "").path
             msg = (f"GET {source} answered {response.status_code} with a redirect to another "
-                   f"host ({urlparse(prepared_request.url or '').netloc}); refused: "
+                   f"host ({_origin(prepared_request.url or '')[1]}); refused: "
                    "credentials are only sent to the configured API and token hosts")
             raise RedirectRefusedError(msg)
         super().rebuild_auth(prepared_request, response)
