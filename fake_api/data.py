@@ -252,14 +252,17 @@ class Dataset:
         return cached[1]
 
     def mutate(self, updates: int, inserts: int, streams: t.Iterable[str] | None = None,
-               now: bool = False) -> dict[str, dict[str, list[str]]]:
+               now: bool = False, skew: float = 0.0, at: str | None = None
+               ) -> dict[str, dict[str, list[str]]]:
         """Change `updates` records and add `inserts` per incremental stream; say which.
-        `now`: date the changes by the real clock (as a live API would)."""
+        `now`: date the changes by the API's clock, the real one plus `skew` seconds (as a
+        live API would, its clock behind or ahead of the client's); `at`: date them all
+        with exactly that timestamp (late rows, the same second as a run's start)."""
         self.generation += 1
         self.clock += 3600
         if now:
             real = datetime.datetime.now(datetime.timezone.utc) - EPOCH
-            self.clock = max(self.clock, real.total_seconds())
+            self.clock = max(self.clock, real.total_seconds() + skew)
         changed: dict[str, dict[str, list[str]]] = {}
         for name in streams or INCREMENTAL:
             rows = self.tables[name]
@@ -269,12 +272,12 @@ class Dataset:
             picked = [rows[(k * step + self.generation) % len(rows)] for k in range(updates)]
             picked = list({r["id"]: r for r in picked}.values())
             for record in picked:
-                record["updated_at"] = self._stamp(self.clock, record["id"])
+                record["updated_at"] = at or self._stamp(self.clock, record["id"])
                 _touch(record, self.generation)
             new = []
             for k in range(inserts):
                 record = INCREMENTAL[name](len(rows) + k)
-                record["updated_at"] = self._stamp(self.clock + 60, record["id"])
+                record["updated_at"] = at or self._stamp(self.clock + 60, record["id"])
                 if self.drift is not None:
                     self.drift.decorate(name, record, 1.0)
                 new.append(record)

@@ -3,7 +3,8 @@
 Admin endpoints (no auth) let tests steer it:
   GET  /_admin/ids       primary keys per stream   POST /_admin/faults  {"rules": [...]}
   GET  /_admin/counts    records per stream         GET  /_admin/records  every record served
-  GET  /_admin/requests  the request log           POST /_admin/mutate  {"updates", "inserts"}
+  GET  /_admin/requests  the request log           POST /_admin/mutate  {"updates", "inserts",
+                                                     "streams", "now", "skew", "at"}
   POST /_admin/reset     clear log and faults      POST /_admin/revoke  revoke all tokens
   POST /_admin/delete_segment {"id"}               POST /_admin/config  {"latency_ms", ...}
   POST /_admin/delete  {"stream", "ids"}          POST /_admin/future  {"stream"}
@@ -164,7 +165,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"ok": True})
             if url.path == "/_admin/mutate":
                 changed = api.data.mutate(args.get("updates", 5), args.get("inserts", 3),
-                                          args.get("streams"), args.get("now", False))
+                                          args.get("streams"), args.get("now", False),
+                                          args.get("skew", 0.0), args.get("at"))
                 return self.send_json(200, changed)
             if url.path == "/_admin/revoke":
                 api.tokens.clear()
@@ -305,7 +307,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             try:
                 limit = int(query.get("limit", ["100"])[0])
-                if name == "resource":
+                if name == "resource" and "offset" not in query:  # cursor, unless asked
                     after = query.get("after", [None])[0]
                     offset = int(base64.urlsafe_b64decode(after).decode()[2:]) if after else 0
                 else:

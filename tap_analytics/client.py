@@ -138,9 +138,22 @@ class AnalyticsStream(RESTStream[t.Any]):
             return self.replication_key, self.is_timestamp_replication_key
         return None
 
+    def listing_start(self, context: Context | None) -> t.Any:
+        """Where an incremental listing starts: the bookmark, less `lookback_seconds` for a
+        timestamp (rows the API made visible after later ones are read on the next run; the
+        merge on the primary key absorbs the re-read ones), or `start_date` on a first run."""
+        start = self.get_starting_replication_key_value(context)
+        lookback = self.settings.lookback_seconds
+        if start is None or not lookback or not self.is_timestamp_replication_key:
+            return start
+        bookmark = self.state_manager.get_context_state(context).get("replication_key_value")
+        if bookmark is None or start != bookmark:
+            return start  # start_date (later than any bookmark) is where the user said
+        return to_instant(start) - datetime.timedelta(seconds=lookback)
+
     def get_new_paginator(self, context: Context | None = None) -> BaseAPIPaginator:
         keyset = self.keyset
-        since = self.get_starting_replication_key_value(context) if keyset else None
+        since = self.listing_start(context) if keyset else None
         # a child's records get their parent's key after paging: page by the others
         key = [k for k in self.primary_keys if k not in (context or {})] or self.primary_keys
         return build_paginator(self.resource.paginator, self.page_size,
@@ -184,7 +197,7 @@ class AnalyticsStream(RESTStream[t.Any]):
         elif spec.type == "cursor" and token:
             params[spec.cursor_param] = token
         if resource.incremental_param:
-            start = self.get_starting_replication_key_value(context)
+            start = self.listing_start(context)
             if start is not None:
                 timestamp = self.is_timestamp_replication_key
                 params[resource.incremental_param] = api_form(to_instant(start)) if timestamp \
@@ -377,7 +390,8 @@ class AnalyticsStream(RESTStream[t.Any]):
             self.conformer = Conformer(self.name, self.effective_schema, fixed=fixed,
                                        contract=self.settings.schema_contract, mask=self.mask,
                                        logger=self.logger,
-                                       learning=self._tap.input_catalog is None,
+                                       learning=self._tap.input_catalog is None
+                                       or not self.settings.discovery_sampling,
                                        memory=self.stream_state.setdefault("types", {}))
         return self.conformer
 

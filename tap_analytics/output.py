@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import fcntl
+import logging
 import os
 import select
 import stat
@@ -22,12 +24,20 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
 
+LOGGER = logging.getLogger("tap-analytics")
+
+
 class OutputClosedError(RuntimeError):
     """The reader of the tap's output (the target) went away."""
+
+    def __init__(self) -> None:
+        super().__init__("the reader of the tap's output (the target) went away: it closed "
+                         "the pipe; stopping")
 
 
 PIPE_BUF = select.PIPE_BUF  # a write this size or smaller to a pipe is never split
 PAGE = 4096
+TERMINATE_WAIT_SECONDS = 5.0  # a signal waits this long for a line in progress, no longer
 F_SETPIPE_SZ, F_GETPIPE_SZ = 1031, 1032  # Linux fcntl commands (fcntl has them from 3.10)
 
 
@@ -55,6 +65,7 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
         self._local = threading.local()
         self.lock = threading.RLock()
         self._closed = False
+        self._reader_gone = False
         self._last_state: bytes | None = None
         self._fd: int | bool | None = False  # False: not looked at yet; None: not a pipe
 
@@ -131,18 +142,31 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
 
     def terminate(self, state: dict, code: int) -> t.NoReturn:
         """Stop the process: the records committed so far, the final STATE, then nothing.
-        Records other threads had not committed are left out, and so are their bookmarks."""
-        with self.lock:  # a thread writing a line finishes it first
-            try:
+        Records other threads had not committed are left out, and so are their bookmarks.
+
+        It waits for a line in progress, but not for ever: a reader that stopped reading
+        (or is gone) must not keep the process alive after a signal.
+        """
+        locked = self.lock.acquire(timeout=TERMINATE_WAIT_SECONDS)
+        try:
+            if locked:
                 self._last_state = None
                 self._pending += state_line(state)
                 self._flush()
-            finally:
-                self._closed = True
-                os._exit(code)
+            else:
+                LOGGER.error("The output did not drain in %.0fs; stopping without a final "
+                             "STATE (the last one written still holds).",
+                             TERMINATE_WAIT_SECONDS)
+        except OutputClosedError as exc:
+            LOGGER.error("tap-analytics failed: %s", exc)
+        finally:
+            self._closed = True
+            os._exit(code)
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, bytearray()
+        if self._reader_gone:
+            raise OutputClosedError
         if not pending or self._closed:
             return
         try:
@@ -154,8 +178,8 @@ class BufferedMsgSpecWriter(MsgSpecWriter):
                 _write_lines(fd, pending)
         except BrokenPipeError:
             # not an OSError to callers: click would swallow that silently
-            msg = "the reader of the tap's output closed the pipe; stopping"
-            raise OutputClosedError(msg) from None
+            self._reader_gone = True
+            raise OutputClosedError from None
 
     def _pipe_fd(self) -> int | None:
         if self._fd is False:
@@ -198,20 +222,34 @@ def _write_lines(fd: int, data: bytearray) -> None:
 
 def _write_whole(fd: int, line: memoryview) -> None:
     """A line longer than PIPE_BUF (a big STATE, say) in one write() that cannot block:
-    it waits until the pipe has room for all of it, so a kill cannot leave half of it."""
+    it waits until the pipe has room for all of it, so a kill cannot leave half of it.
+    A reader that goes away meanwhile ends the wait (BrokenPipeError), as a write would."""
     need = len(line) + 2 * PAGE  # a partly filled page buffer may not take more bytes
     try:
         capacity = fcntl.fcntl(fd, F_GETPIPE_SZ)
         if need > capacity:
             capacity = fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << (need - 1).bit_length())
-        while capacity - _queued(fd) < need:
-            select.select([], [fd], [], 0.01)  # the reader is draining the pipe
-            time.sleep(0.001)
+        if capacity - _queued(fd) < need:
+            _wait_for_room(fd, capacity, need)
+    except BrokenPipeError:
+        raise
     except OSError:  # a pipe that will not grow: write it as well as can be done
         pass
     written = 0
     while written < len(line):
         written += os.write(fd, line[written:])
+
+
+def _wait_for_room(fd: int, capacity: int, need: int) -> None:
+    """Until the reader has drained the pipe enough; POLLERR on a pipe's write end means
+    its reader closed it (Linux), and nothing will ever drain it then."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    gone = select.POLLERR | select.POLLHUP
+    while capacity - _queued(fd) < need:
+        if any(events & gone for _, events in poller.poll(10)):
+            raise BrokenPipeError(errno.EPIPE, "the pipe's reader is gone")
+        time.sleep(0.001)  # the reader is draining the pipe
 
 
 def _queued(fd: int) -> int:

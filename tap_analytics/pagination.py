@@ -169,10 +169,9 @@ class KeysetPaginator(_PageListing):
                          selector, total_path, stream)
         self._field = field
         self._timestamp = timestamp
-        # the position (instant or value) of the last record read; a bookmark from an earlier
-        # run counts as read up to it (the records at it come back, as updated_since is
-        # inclusive; those before it in its second do not)
-        self._last: t.Any = position
+        # the position (instant or value) of the last record read in this run: nothing the
+        # first request returns is skipped (a bookmark is compared with nothing the API sends)
+        self._last: t.Any = None
         self._seen: set = set()  # ids read at exactly that position
         self._group = 0  # records of the page at or after the value the next page asks from
         self._shifted = False

@@ -62,6 +62,10 @@ SETTINGS: tuple[Setting, ...] = (
             url=True),
     Setting("start_date", "date_iso8601", "Earliest updated_at to read on a first incremental "
             "run (ISO 8601; an offset is converted to UTC)."),
+    Setting("lookback_seconds", "integer", "Each incremental listing starts this many "
+            "seconds before its bookmark, so rows the API makes visible late are still read "
+            "(re-read rows merge on the primary key); 0 = from the bookmark.", default=0,
+            minimum=0, maximum=31_536_000),
     Setting("page_size", "integer", "Records per page (limit).", default=100, minimum=1,
             maximum=1000),
     Setting("max_retries", "integer", "Retries of a transient failure (attempts = retries + 1).",
@@ -79,7 +83,12 @@ SETTINGS: tuple[Setting, ...] = (
             default="evolve", choices=CONTRACT_MODES),
     Setting("emit_activate_version_messages", "boolean", "Full-table streams end with "
             "ACTIVATE_VERSION, so targets drop rows the API no longer lists.", default=True),
+    Setting("discovery_sampling", "boolean", "--discover reads the first page of each "
+            "listing to learn its fields; false: no request, the declared fields only (a sync "
+            "learns the rest from the pages it reads anyway).", default=True),
     Setting("resources", "array", "Extra endpoints in the dlt rest_api resource shape."),
+    Setting("resource_defaults", "object", "dlt's resource_defaults: merged into every entry "
+            "of resources (the entry wins)."),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -138,6 +147,7 @@ class Settings:
     client_secret: str | None
     token_url: str
     start_date: str | None
+    lookback_seconds: int
     page_size: int
     max_retries: int
     backoff_factor: float
@@ -146,6 +156,7 @@ class Settings:
     max_requests_per_second: float | None
     schema_contract: str
     emit_activate_version_messages: bool
+    discovery_sampling: bool
     resources: tuple[Resource, ...]
 
     @property
@@ -238,7 +249,7 @@ def setting_value(config: t.Mapping[str, t.Any], name: str) -> t.Any:
     return _string(setting, value)
 
 
-def parse_settings(config: t.Mapping[str, t.Any], reserved_names: t.Iterable[str], *,
+def parse_settings(config: t.Mapping[str, t.Any], reserved: t.Iterable[str | Resource], *,
                    require_credentials: bool = True) -> Settings:
     """Check every setting; raise ConfigError naming the first bad one.
 
@@ -246,7 +257,8 @@ def parse_settings(config: t.Mapping[str, t.Any], reserved_names: t.Iterable[str
     """
     for secret in (s.name for s in SETTINGS if s.secret):
         register_secret(config.get(secret))
-    values = {s.name: setting_value(config, s.name) for s in SETTINGS if s.name != "resources"}
+    values = {s.name: setting_value(config, s.name) for s in SETTINGS
+              if s.name not in ("resources", "resource_defaults")}
     if require_credentials:
         if values["auth_type"] == "api_key" and not values["api_key"]:
             _fail("api_key", "is required when auth_type is api_key")
@@ -256,7 +268,8 @@ def parse_settings(config: t.Mapping[str, t.Any], reserved_names: t.Iterable[str
                     _fail(name, "is required when auth_type is oauth2")
     values["token_url"] = values["token_url"] or f"{api_root(values['base_url'])}/oauth/v1/token"
     try:
-        resources = parse_resources(config.get("resources"), reserved_names)
+        resources = parse_resources(config.get("resources"), reserved,
+                                    config.get("resource_defaults"))
     except ResourceError as exc:
         raise ConfigError(str(exc)) from None
     return Settings(resources=tuple(resources), **values)

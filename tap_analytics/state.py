@@ -1,9 +1,12 @@
-"""Bookmarks compared as instants, and never later than the run's start.
+"""Bookmarks compared as instants, holding only values the API sent.
 
 The SDK compares bookmark values as strings, so `...00Z` then `...00.500Z` (in order as
-instants) reads as out of order, and one record dated 2099 would become a bookmark that
-hides every later change. Here a timestamp bookmark advances by instant and stops at the
-moment the run started; any other bookmark (an integer sequence, say) by its own order.
+instants) reads as out of order. Here a timestamp bookmark advances by instant; any other
+(an integer sequence, say) by its own order. A bookmark is always a value of a record the
+API sent, never one the tap made up: a record dated after the run started (by the tap's
+clock: one dated 2099, or an API whose clock runs ahead) is written but does not move the
+bookmark, which stays at the last value before it. The API's timestamps are compared only
+with each other: a clock behind or ahead of the tap's loses nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._state import PROGRESS_MARKERS
 from singer_sdk.streams._state import StreamStateManager
 
-from tap_analytics.timestamps import state_form, to_instant
+from tap_analytics.timestamps import to_instant
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers import types
@@ -36,8 +39,10 @@ class BookmarkStateManager(StreamStateManager):
         self._due: tuple[dict, str, t.Any] | None = None
         self._timestamp = timestamp
         self._cap = run_started
-        self._cap_text = state_form(run_started)
-        self._parsed: tuple[t.Any, t.Any] = (None, None)  # (stored value, its position)
+        self._last_value: t.Any = None  # the last record's value, as sent
+        self._previous: t.Any = None  # its position: a sorted listing never goes below it
+        self._mark: t.Any = None  # the bookmark's position (None: not looked up yet)
+        self._marked = False
         self._capped = False
 
     def position(self, value: t.Any) -> t.Any:
@@ -46,35 +51,41 @@ class BookmarkStateManager(StreamStateManager):
     def increment_state(self, latest_record: types.Record, *,
                         context: types.Context | None = None, replication_key: str) -> None:
         """A sorted listing moves its bookmark as it goes (a run stopped midway resumes
-        there); any other keeps the highest value in progress markers until its end."""
+        there); any other keeps the highest value in progress markers until its end.
+
+        Records below the bookmark (a lookback window, rows that arrived late) are written
+        and leave it where it is.
+        """
         value = latest_record.get(replication_key)
-        if value is None or value == self._parsed[0]:
+        if value is None or value == self._last_value:
             return  # a tie: nothing moves
-        state = self.get_context_state(context)
-        if not self._is_sorted:
-            state = state.setdefault(PROGRESS_MARKERS, {
-                "Note": "Progress is not resumable if interrupted."})
-        if self._parsed[0] is None:  # the run's first record: start from the state's value
-            stored = state.get("replication_key_value")
-            if stored is not None:
-                self._parsed = (stored, self.position(stored))
+        self._last_value = value
         position = self.position(value)
+        if self._is_sorted:
+            if self._previous is not None and position < self._previous:
+                msg = (f"{self.stream_name}: the API listed '{replication_key}' out of order "
+                       f"({value!r} after a later value); its bookmark cannot be trusted")
+                raise UnsortedListingError(msg)
+            self._previous = position
         if self._timestamp and position > self._cap:
-            position, value = self._cap, self._cap_text
             if not self._capped:
                 self._capped = True
                 self._logger.warning(
                     "Stream '%s': a record is dated after this run started (%s); the "
-                    "bookmark stops at the run's start so later changes are still read.",
-                    self.stream_name, latest_record.get(replication_key))
-        if self._parsed[0] is not None and position <= self._parsed[1]:
-            if position == self._parsed[1] or not self._is_sorted:
-                return  # the same instant in another form, or a lower value: it stays
-            msg = (f"{self.stream_name}: the API listed '{replication_key}' out of order "
-                   f"({latest_record.get(replication_key)!r} after {self._parsed[0]!r}); "
-                   "its bookmark cannot be trusted")
-            raise UnsortedListingError(msg)
-        self._parsed = (value, position)
+                    "bookmark stays at the last value before it, so later changes are "
+                    "still read.", self.stream_name, value)
+            return
+        state = self.get_context_state(context)
+        if not self._marked:  # the run's first record: the bookmark it starts from
+            self._marked = True
+            stored = state.get("replication_key_value")
+            self._mark = None if stored is None else self.position(stored)
+        if self._mark is not None and position <= self._mark:
+            return  # the same instant in another form, or a value below the bookmark
+        self._mark = position
+        if not self._is_sorted:
+            state = state.setdefault(PROGRESS_MARKERS, {
+                "Note": "Progress is not resumable if interrupted."})
         if self._output is None:
             state["replication_key"] = replication_key
             state["replication_key_value"] = value

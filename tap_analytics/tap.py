@@ -35,7 +35,7 @@ if t.TYPE_CHECKING:
     from tap_analytics.client import AnalyticsStream
 
 LOGGER = logging.getLogger("tap-analytics")
-BUILTIN_NAMES = tuple(cls.resource.name for cls in BUILTIN_STREAMS)
+BUILTIN_RESOURCES = tuple(cls.resource for cls in BUILTIN_STREAMS)
 
 
 class TapAnalytics(Tap):
@@ -56,7 +56,7 @@ class TapAnalytics(Tap):
 
         Discovery (`raise_errors` False) needs no credentials; bad values still stop it.
         """
-        settings = parse_settings(self._config, BUILTIN_NAMES, require_credentials=raise_errors)
+        settings = parse_settings(self._config, BUILTIN_RESOURCES, require_credentials=raise_errors)
         self.__dict__["settings"] = settings
         # Numbers arrive as Decimal (JSON files), text (environment) or int/float (Meltano).
         self._config = normalized_config(self._config)
@@ -64,7 +64,7 @@ class TapAnalytics(Tap):
 
     @cached_property
     def settings(self) -> Settings:
-        return parse_settings(self.config, BUILTIN_NAMES, require_credentials=False)
+        return parse_settings(self.config, BUILTIN_RESOURCES, require_credentials=False)
 
     @cached_property
     def sessions(self) -> SessionPool:
@@ -91,7 +91,7 @@ class TapAnalytics(Tap):
         A sync without a catalog skips the sampling: its first page teaches the same fields
         (see `conform.py`), without extra requests.
         """
-        self.sample_api = True
+        self.sample_api = self.settings.discovery_sampling
         return super().run_discovery()
 
     def discover_streams(self) -> list[AnalyticsStream]:
@@ -130,6 +130,14 @@ class TapAnalytics(Tap):
         self.message_writer.terminate(self.state, 128 + signum)
 
 
+def fail(code: int, message: str, *args: t.Any) -> t.NoReturn:
+    """The run's last line: threads still winding down (page and child fetchers) log
+    nothing below ERROR after it, so it stays the last line a user or an orchestrator sees."""
+    logging.disable(logging.WARNING)
+    LOGGER.error(message, *args)
+    sys.exit(code)
+
+
 def main() -> None:
     """Console entry point: one clear, secret-free line on any failure."""
     try:
@@ -138,21 +146,17 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.Abort):
-        LOGGER.error("Interrupted.")
-        sys.exit(130)
+        fail(130, "Interrupted.")
     except ConfigError as exc:
-        LOGGER.error("Invalid configuration: %s", exc)
-        sys.exit(2)
+        fail(2, "Invalid configuration: %s", exc)
     except OutputClosedError as exc:
-        LOGGER.error("tap-analytics failed: %s", exc)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # quiet exit flush
-        sys.exit(1)
+        fail(1, "tap-analytics failed: %s", exc)
     except Exception as exc:
         install_log_redaction()  # the failure may have come before the tap installed it
         LOGGER.debug("Traceback of the failure", exc_info=True)
         message = str(exc) or type(exc).__name__
-        LOGGER.error("tap-analytics failed: %s", redact(message.splitlines()[0]))
-        sys.exit(1)
+        fail(1, "tap-analytics failed: %s", redact(message.splitlines()[0]))
     sys.exit(code if isinstance(code, int) else 0)
 
 

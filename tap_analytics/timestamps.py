@@ -79,7 +79,3 @@ def api_form(moment: datetime.datetime) -> str:
     """What `updated_since` carries: UTC, whole seconds (floored, so never past the instant)."""
     return to_instant(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-
-def state_form(moment: datetime.datetime) -> str:
-    """A bookmark written by the tap itself (the run's start, when it caps a bookmark)."""
-    return to_instant(moment).isoformat(timespec="microseconds").replace("+00:00", "Z")
