@@ -251,3 +251,16 @@ def test_deselected_properties_are_not_emitted(server) -> None:
     rows = [json.loads(line)["record"] for line in buffer.getvalue().decode().splitlines()
             if '"type":"RECORD"' in line]
     assert rows and all("subject" not in r and "tags" not in r and "id" in r for r in rows)
+
+
+def test_the_readme_stream_map_renames_a_version_field(server: FakeServer) -> None:
+    """The way out the README gives for target-postgres and a `version` column."""
+    for record in server.api.data.tables["schemas"]:
+        record["version"] = 3
+    server.api.data.generation += 1
+    maps = {"schemas": {"schema_version": "version", "version": None}}
+    out = sync(config_for(server, stream_maps=maps), ["schemas"])
+    schema = next(m["schema"] for m in out.messages if m["type"] == "SCHEMA")
+    assert "version" not in schema["properties"] and "schema_version" in schema["properties"]
+    assert {r.get("schema_version") for r in out.records["schemas"]} == {3}
+    assert not any("version" in r for r in out.records["schemas"])

@@ -222,3 +222,80 @@ def test_deletions_on_the_api_reach_postgres(server: FakeServer, cluster: Cluste
     people = set(table_keys(cluster, schema, "segment_people"))
     assert tuple(members[-1]) not in people
     assert not any(sid == "segment_00001" for sid, _ in people)
+
+
+def served_by_path(log: list[dict]) -> dict[str, tuple[int, int]]:
+    """(requests, records served) per path of the fake API's log."""
+    out: dict[str, tuple[int, int]] = {}
+    for entry in log:
+        count, served = out.get(entry["path"], (0, 0))
+        out[entry["path"]] = (count + 1, served + entry["served"])
+    return out
+
+
+def test_an_incremental_meltano_run_without_sampling_pays_only_for_what_it_syncs(
+        cluster: Cluster, schema: str, tmp_path: Path) -> None:
+    """A fresh `meltano run` rediscovers; with `discovery_sampling` false that costs no
+    request, so an incremental run reads only its changes (and the records at its
+    bookmarks). Measured at the fake API, with sampling on and off."""
+    server = start_server(scale=400, segments=4)
+    try:
+        env = meltano_env(server, cluster, schema, tmp_path)
+        meltano_run(env)
+        costs = {}
+        for sampling in ("true", "false"):
+            changed = server.admin("mutate", {"updates": 7, "inserts": 0})
+            server.admin("reset")
+            meltano_run({**env, "TAP_ANALYTICS_DISCOVERY_SAMPLING": sampling})
+            costs[sampling] = served_by_path(server.requests())
+            assert_tables_equal_server(cluster, schema, server)
+        on, off = costs["true"], costs["false"]
+        for name, path in (("conversations", "/v1/conversations"),
+                           ("peoples", "/v1/people/all"), ("contacts", "/v1/contacts")):
+            changes = len(changed[name]["updated"])
+            # the records at the bookmark come back too: the last round's 7, dated alike
+            assert changes <= off[path][1] <= 2 * changes, (name, off[path])
+            assert off[path][0] == 1, (name, off[path])  # one request: the changes
+            assert on[path][1] >= 50 + changes, (name, on[path])  # a first page more
+        # sampling asks one first page per listing, the first segment's people included
+        assert sum(n for n, _ in on.values()) - sum(n for n, _ in off.values()) == 15
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
+def test_a_version_field_stops_target_postgres_defaults_and_the_tap_promptly(
+        server: FakeServer, cluster: Cluster, schema: str, tmp_path: Path) -> None:
+    """target-postgres 0.8.1 soft-deletes (its default) after ACTIVATE_VERSION with a
+    parameter named `version`, which SQLAlchemy refuses when a column has that name: the
+    pipe fails, and both sides say why within seconds (README: troubleshooting)."""
+    big = start_server(scale=3000, segments=6)
+    try:
+        for record in big.api.data.tables["schemas"]:
+            record["version"] = 3  # a schema's version: a field a real API may well have
+        big.api.data.generation += 1
+        tap_config = tmp_path / "tap.json"
+        tap_config.write_text(json.dumps(config_for(big)))
+        target_config = tmp_path / "target.json"
+        target_config.write_text(json.dumps({  # the target's own defaults otherwise
+            "host": "127.0.0.1", "port": cluster.port, "user": cluster.user,
+            "password": "unused", "database": cluster.database,
+            "default_target_schema": schema}))
+        tap_err = tmp_path / "tap.err"
+        with tap_err.open("wb") as err:
+            tap = subprocess.Popen([*tap_command(), "--config", str(tap_config)],
+                                   stdout=subprocess.PIPE, stderr=err)
+        target = subprocess.run([str(TARGET), "--config", str(target_config)],
+                                stdin=tap.stdout, capture_output=True, text=True, timeout=300)
+        tap.stdout.close()
+        tap.wait(timeout=30)  # promptly: it hung for ever before
+        tap_text = tap_err.read_text()
+        OUTPUTS.extend([tap_text, target.stderr])
+        assert target.returncode != 0
+        assert "bindparam() name 'version' is reserved" in target.stderr
+        assert tap.returncode == 1, tap_text[-2000:]
+        assert "the reader of the tap's output (the target) went away" in \
+            tap_text.strip().splitlines()[-1]
+    finally:
+        big.server.shutdown()
+        big.server.server_close()
