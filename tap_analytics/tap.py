@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -131,11 +132,29 @@ class TapAnalytics(Tap):
 
 
 def fail(code: int, message: str, *args: t.Any) -> t.NoReturn:
-    """The run's last line: threads still winding down (page and child fetchers) log
-    nothing below ERROR after it, so it stays the last line a user or an orchestrator sees."""
+    """The run's last line: threads still winding down (page and child fetchers) may log
+    on, so every log handler is held while the line is written and stderr then closed, and
+    it stays the last line a user or an orchestrator sees."""
     logging.disable(logging.WARNING)
-    LOGGER.error(message, *args)
+    handlers = {id(h): h for h in _all_handlers()}.values()
+    for handler in handlers:
+        handler.acquire()  # a line another thread is writing ends first
+    try:
+        LOGGER.error(message, *args)
+    finally:
+        for stream in (sys.stderr, sys.stdout):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+        for handler in handlers:
+            handler.release()
     sys.exit(code)
+
+
+def _all_handlers() -> list[logging.Handler]:
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict
+                                      .values() if isinstance(logger, logging.Logger))]
+    return [handler for logger in loggers for handler in logger.handlers]
 
 
 def main() -> None:
