@@ -2,6 +2,7 @@
 # Set up everything the demo and the tests need, on a fresh machine: idempotent.
 #   .venv          the tap, its test tools, the fake API's needs
 #   .venv-meltano  Meltano, which installs the tap and the loaders under .meltano/
+#   .venv-dagster  Dagster 1.13, the orchestrator of many accounts (orchestrate/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,7 +11,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 step() { printf '\n==> %s\n' "$*"; }
 
-stamp=$(cat pyproject.toml meltano.yml | sha1sum | cut -c1-12)
+stamp=$(cat pyproject.toml meltano.yml orchestrate/requirements.txt scripts/setup.sh \
+        | sha1sum | cut -c1-12)
 if [ ! -f .venv/.stamp-"$stamp" ]; then
   step "Installing tap-analytics and its test tools into .venv"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
@@ -22,8 +24,16 @@ if [ ! -f .venv-meltano/.stamp-"$stamp" ] || [ ! -d .meltano ]; then
   step "Installing Meltano and the pipeline's plugins (tap-analytics, target-postgres, target-duckdb)"
   [ -x .venv-meltano/bin/python ] || "$PY" -m venv .venv-meltano
   .venv-meltano/bin/pip install -q --upgrade pip
-  .venv-meltano/bin/pip install -q "meltano==4.4.1"
+  # psycopg: Meltano's state in PostgreSQL (MELTANO_DATABASE_URI=postgresql+psycopg://...)
+  .venv-meltano/bin/pip install -q "meltano==4.4.1" "psycopg[binary]>=3.2"
   .venv-meltano/bin/meltano install > .meltano-install.log 2>&1 || {
     cat .meltano-install.log; exit 1; }
   rm -f .venv-meltano/.stamp-*; touch .venv-meltano/.stamp-"$stamp"
+fi
+if [ ! -f .venv-dagster/.stamp-"$stamp" ]; then
+  step "Installing Dagster (orchestrate/requirements.txt) into .venv-dagster"
+  [ -x .venv-dagster/bin/python ] || "$PY" -m venv .venv-dagster
+  .venv-dagster/bin/pip install -q --upgrade pip
+  .venv-dagster/bin/pip install -q -r orchestrate/requirements.txt
+  rm -f .venv-dagster/.stamp-*; touch .venv-dagster/.stamp-"$stamp"
 fi

@@ -124,7 +124,11 @@ def meltano_settings() -> list[dict]:
     """The settings as a Meltano plugin definition lists them."""
     out = []
     for setting in SETTINGS:
-        entry: dict[str, t.Any] = {"name": setting.name, "kind": setting.kind}
+        # Meltano 4.4.1 turns a decimal setting from the environment into a Decimal it then
+        # cannot write (TypeError: not JSON serializable); as text it passes, and the tap
+        # reads numbers from text. Every account of the fleet is configured that way.
+        kind = "string" if setting.kind == "decimal" else setting.kind
+        entry: dict[str, t.Any] = {"name": setting.name, "kind": kind}
         if setting.default is not None:
             entry["value"] = setting.default
         if setting.secret:

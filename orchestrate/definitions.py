@@ -1,0 +1,93 @@
+"""The Dagster code location: one asset partitioned by account, a job, a schedule and a
+sensor that keeps the partitions equal to the tenants file.
+
+    dagster dev -m orchestrate
+    dagster asset materialize -m orchestrate --select tenant_sync --partition acme
+
+Settings (environment): `TAP_ANALYTICS_TENANTS` (the tenants file), `TAP_ANALYTICS_FLEET_
+SCHEDULE` (cron, hourly by default), `TAP_ANALYTICS_FLEET_SCHEDULE_RUNNING` (true to start
+the schedule switched on), `TAP_ANALYTICS_FLEET_RETRIES` and `_RETRY_DELAY` (Dagster's
+retry policy for transient failures). How many accounts run at once is the limit of the
+pool `tap_analytics` (`dagster.yaml`: `concurrency.pools.default_limit`, written by
+`scripts/fleet.sh` from `TAP_ANALYTICS_FLEET_CONCURRENCY`, default 4).
+"""
+
+import os
+import sys
+
+import dagster as dg
+
+from orchestrate.tenants import ROOT, load_tenants, tenants_file
+
+POOL = "tap_analytics"
+TENANTS = dg.DynamicPartitionsDefinition(name="tenants")
+
+
+def _number(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
+
+
+@dg.asset(
+    partitions_def=TENANTS,
+    pool=POOL,
+    retry_policy=dg.RetryPolicy(max_retries=int(_number("TAP_ANALYTICS_FLEET_RETRIES", 2)),
+                                delay=_number("TAP_ANALYTICS_FLEET_RETRY_DELAY", 60),
+                                backoff=dg.Backoff.EXPONENTIAL),
+    kinds={"meltano", "postgres"},
+    description="One account's `meltano run tap-analytics target-postgres`: its own "
+                "settings, schema and state id.",
+)
+def tenant_sync(context: dg.AssetExecutionContext,
+                pipes: dg.PipesSubprocessClient) -> dg.MaterializeResult:
+    tenant = context.partition_key
+    invocation = pipes.run(
+        context=context,
+        command=[sys.executable, "-m", "orchestrate.run_tenant"],
+        extras={"tenant": tenant, "tenants_file": str(tenants_file().resolve())},
+        cwd=str(ROOT),
+    )
+    for message in invocation.get_custom_messages():
+        if isinstance(message, dict) and "failed" in message:
+            # the tap's own line is the reason; a wrong key or access is not retried
+            raise dg.Failure(description=f"{tenant}: {message['failed']}",
+                             allow_retries=bool(message.get("retry")))
+    return invocation.get_materialize_result()
+
+
+# in process: the run's one step needs no process of its own (meltano is the work)
+sync_tenants = dg.define_asset_job("sync_tenants", selection=[tenant_sync],
+                                   partitions_def=TENANTS, executor_def=dg.in_process_executor)
+
+
+@dg.sensor(job=sync_tenants, minimum_interval_seconds=30,
+           default_status=dg.DefaultSensorStatus.RUNNING)
+def tenants_file_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Accounts added to or removed from the tenants file become or stop being partitions,
+    with no deploy of code."""
+    wanted = [t.id for t in load_tenants()]
+    have = set(context.instance.get_dynamic_partitions(TENANTS.name))
+    return dg.SensorResult(dynamic_partitions_requests=[
+        TENANTS.build_add_request([i for i in wanted if i not in have]),
+        TENANTS.build_delete_request(sorted(have - set(wanted))),
+    ])
+
+
+@dg.schedule(job=sync_tenants,
+             cron_schedule=os.environ.get("TAP_ANALYTICS_FLEET_SCHEDULE") or "0 * * * *",
+             default_status=dg.DefaultScheduleStatus.RUNNING
+             if os.environ.get("TAP_ANALYTICS_FLEET_SCHEDULE_RUNNING", "").lower() == "true"
+             else dg.DefaultScheduleStatus.STOPPED)
+def every_tenant(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    """Every account in the tenants file, one run each (the pool caps how many at once)."""
+    return [dg.RunRequest(partition_key=t.id, run_key=f"{t.id}:{context.scheduled_execution_time}")
+            for t in load_tenants()
+            if context.instance.has_dynamic_partition(TENANTS.name, t.id)]
+
+
+defs = dg.Definitions(
+    assets=[tenant_sync],
+    jobs=[sync_tenants],
+    sensors=[tenants_file_sensor],
+    schedules=[every_tenant],
+    resources={"pipes": dg.PipesSubprocessClient()},
+)

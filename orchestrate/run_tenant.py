@@ -1,0 +1,200 @@
+"""One account's `meltano run tap-analytics target-postgres`, as Dagster Pipes runs it.
+
+`python -m orchestrate.run_tenant` is the command the asset hands to Dagster's
+`PipesSubprocessClient`. It builds the run's environment from nothing but the tenant's
+own settings (no `TAP_ANALYTICS_*` variable of the orchestrator's environment reaches the
+tap, so no other account's key or setting can), its schema and its state id; forwards the
+tap's and target's log lines to Dagster's run log (metrics stay in the compute log); and
+reports rows per table on success, or the tap's one line on failure, with whether a retry
+can help. It exits 0 whenever it could report: the asset turns the report into the result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import typing as t
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from dagster_pipes import PipesContext, open_dagster_pipes
+
+from orchestrate.tenants import PREFIX, ROOT, TenantError, load_tenants
+
+STATE_SCHEMA = "meltano"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TAP_FAILED = re.compile(r"tap-analytics failed: (.*?)(?:\s+cmd_type=|\s*$)")
+# Not worth a retry: the account's own key, access or configuration is wrong.
+FINAL = (" answered 401 ", " answered 403 ", " answered 404 ", "Invalid configuration",
+         "needs the environment variable", "redirect to another host")
+# What of the orchestrator's environment the run must not inherit.
+PRIVATE = (PREFIX, "DAGSTER_PIPES_", "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA", "MELTANO_STATE_ID")
+
+
+def meltano_command() -> str:
+    given = os.environ.get("TAP_ANALYTICS_MELTANO")
+    if given:
+        return given
+    local = ROOT / ".venv-meltano" / "bin" / "meltano"
+    return str(local) if local.exists() else "meltano"
+
+
+def project_dir() -> Path:
+    return Path(os.environ.get("TAP_ANALYTICS_MELTANO_PROJECT") or ROOT)
+
+
+def warehouse(environ: t.Mapping[str, str]) -> dict[str, t.Any]:
+    """The target's connection, from target-postgres' own environment variables."""
+    return {"host": environ.get("TARGET_POSTGRES_HOST", "localhost"),
+            "port": int(environ.get("TARGET_POSTGRES_PORT", "5432")),
+            "user": environ.get("TARGET_POSTGRES_USER"),
+            "password": environ.get("TARGET_POSTGRES_PASSWORD"),
+            "dbname": environ.get("TARGET_POSTGRES_DATABASE")}
+
+
+def state_database_uri(environ: t.Mapping[str, str]) -> tuple[str, bool]:
+    """Meltano's system database: the user's `MELTANO_DATABASE_URI`, else the schema
+    `meltano` of the warehouse database (True: ours to create)."""
+    given = environ.get("MELTANO_DATABASE_URI")
+    if given:
+        return given, False
+    w = warehouse(environ)
+    auth = quote(w["user"] or "", safe="")
+    if w["password"]:
+        auth += ":" + quote(w["password"], safe="")
+    uri = (f"postgresql+psycopg://{auth}@{w['host']}:{w['port']}/{w['dbname']}"
+           f"?options=-csearch_path%3D{STATE_SCHEMA}")
+    return uri, True
+
+
+def run_environment(tenant_env: dict[str, str], schema: str,
+                    environ: t.Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in environ.items() if not k.startswith(PRIVATE)}
+    env.update(tenant_env)
+    env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] = schema
+    env["MELTANO_DATABASE_URI"] = state_database_uri(environ)[0]
+    # runs side by side share the installed plugins: none may reinstall one under another
+    env["MELTANO_AUTO_INSTALL"] = "false"
+    env.setdefault("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
+    env.setdefault("MELTANO_CLI_DISABLE_VERSION_CHECK", "1")
+    return env
+
+
+def prepare_state_database(env: dict[str, str], environ: t.Mapping[str, str]) -> None:
+    """Create the `meltano` schema and migrate it once, under a lock: runs starting side by
+    side on an empty database would otherwise race through Meltano's migrations."""
+    if not state_database_uri(environ)[1]:
+        return
+    with psycopg.connect(**warehouse(environ), autocommit=True) as con:
+        con.execute("select pg_advisory_lock(hashtext('tap-analytics-meltano-state'))")
+        try:
+            con.execute(f"create schema if not exists {STATE_SCHEMA}")
+            migrated = con.execute(
+                "select 1 from information_schema.tables where table_schema = %s and "
+                "table_name = 'alembic_version'", (STATE_SCHEMA,)).fetchone()
+            if not migrated:
+                subprocess.run([meltano_command(), "upgrade", "database"], env=env,
+                               cwd=project_dir(), check=True, capture_output=True)
+        finally:
+            con.execute("select pg_advisory_unlock(hashtext('tap-analytics-meltano-state'))")
+
+
+@contextlib.contextmanager
+def private_system_dir(project: Path) -> t.Iterator[Path]:
+    """A `.meltano` of the run's own: `meltano run` writes each plugin's config (the key
+    included) and catalog to `.meltano/run/<plugin>/`, one path for every run of the
+    project, so two accounts side by side would read each other's. It shares only the
+    installed plugins, and is removed with the secrets in it when the run ends."""
+    shared = project / ".meltano"
+    private = Path(tempfile.mkdtemp(prefix="tap-analytics-run-"))
+    try:
+        for kind in ("extractors", "loaders", "utilities", "mappers"):
+            if (shared / kind).exists():
+                (private / kind).symlink_to((shared / kind).resolve())
+        yield private
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def row_counts(schema: str, environ: t.Mapping[str, str]) -> dict[str, int]:
+    with psycopg.connect(**warehouse(environ), autocommit=True) as con:
+        tables = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = %s "
+            "order by table_name", (schema,)).fetchall()]
+        return {table: con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
+                for table in tables}
+
+
+def failure_reason(lines: list[str]) -> str:
+    """The tap's one line; else the last error the target or Meltano logged."""
+    for line in reversed(lines):
+        match = TAP_FAILED.search(line)
+        if match:
+            return match.group(1).strip()
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines or ["meltano run failed without output"])[-1].strip()[:500]
+
+
+def forward(pipes: PipesContext, line: str) -> None:
+    """Into Dagster's run log: warnings and errors of every part, and the tap's and
+    Meltano's own progress; the target's per-batch SQL and all metrics stay in the compute
+    log (an event each would slow every run down)."""
+    head = line[:80].lower()
+    if "error" in head:
+        pipes.log.error(line)
+    elif "warn" in head:
+        pipes.log.warning(line)
+    elif "METRIC:" not in line and "target-postgres" not in line[:80]:
+        pipes.log.info(line)
+
+
+def sync(pipes: PipesContext) -> None:
+    tenant_id = pipes.extras["tenant"]
+    try:
+        tenant = {t_.id: t_ for t_ in load_tenants(Path(pipes.extras["tenants_file"]))}.get(
+            tenant_id)
+        if tenant is None:
+            raise TenantError(f"tenant {tenant_id!r} is no longer in the tenants file")
+        env = run_environment(tenant.environment(os.environ), tenant.schema, os.environ)
+    except TenantError as exc:
+        pipes.report_custom_message({"failed": str(exc), "retry": False})
+        return
+    prepare_state_database(env, os.environ)
+    command = [meltano_command(), "run", "--state-id-suffix", tenant.id, "tap-analytics",
+               "target-postgres"]
+    pipes.log.info(f"{' '.join(command[1:])} (schema {tenant.schema})")
+    lines: list[str] = []
+    with private_system_dir(project_dir()) as system_dir:
+        env["MELTANO_SYS_DIR_ROOT"] = str(system_dir)
+        with subprocess.Popen(command, cwd=project_dir(), env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+            for raw in proc.stdout:
+                line = ANSI.sub("", raw.rstrip("\n"))
+                sys.stderr.write(line + "\n")  # the compute log keeps everything
+                lines.append(line)
+                del lines[:-200]
+                forward(pipes, line)
+    if proc.returncode != 0:
+        reason = failure_reason(lines)
+        pipes.report_custom_message({"failed": reason,
+                                     "retry": not any(f in reason for f in FINAL)})
+        return
+    counts = row_counts(tenant.schema, os.environ)
+    pipes.report_asset_materialization(metadata={
+        "schema": tenant.schema, "rows": {"raw_value": counts, "type": "json"},
+        "rows_total": sum(counts.values())})
+
+
+def main() -> None:
+    with open_dagster_pipes() as pipes:
+        sync(pipes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""The accounts (tenants) of the fleet, declared in one YAML file (`TAP_ANALYTICS_TENANTS`).
+
+    tenants:
+      - id: acme              # [a-z0-9_]+, unique; the warehouse schema unless `schema` is set
+        settings:             # any tap-analytics setting; "${VAR}" is read at run time
+          base_url: https://api.example.com
+          api_key: ${ACME_API_KEY}
+
+The settings a tenant may use, and which are secrets, come from the tap's own plugin
+definition (`plugins/extractors/tap-analytics.yml`, generated from its settings), so the
+orchestrator needs no import of the tap. A secret written inline is refused: the file is
+configuration that lives in Git; its keys live in the environment (or a secret store that
+fills it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import typing as t
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = Path(__file__).resolve().parent / "tenants.example.yml"
+PLUGIN = ROOT / "plugins" / "extractors" / "tap-analytics.yml"
+NAME = re.compile(r"[a-z0-9_]+\Z")
+REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PREFIX = "TAP_ANALYTICS_"
+
+
+class TenantError(ValueError):
+    """A tenants file or entry that cannot be used; the message is one line, no secret."""
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    schema: str
+    settings: t.Mapping[str, t.Any]
+
+    def environment(self, environ: t.Mapping[str, str]) -> dict[str, str]:
+        """The tap's settings as Meltano reads them from the environment, with every
+        `${VAR}` filled in from `environ` (the run's, at run time)."""
+        out = {}
+        for name, value in self.settings.items():
+            text = value if isinstance(value, str) else json.dumps(value)
+            out[PREFIX + name.upper()] = _expand(text, environ, self.id, name)
+        return out
+
+
+def tenants_file() -> Path:
+    return Path(os.environ.get("TAP_ANALYTICS_TENANTS") or EXAMPLE)
+
+
+def plugin_settings() -> dict[str, bool]:
+    """Each setting of the tap, and whether it is a secret."""
+    definition = yaml.safe_load(PLUGIN.read_text())
+    return {s["name"]: bool(s.get("sensitive")) for s in definition["settings"]}
+
+
+def load_tenants(path: Path | None = None) -> list[Tenant]:
+    path = path or tenants_file()
+    try:
+        document = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise TenantError(f"tenants file {path}: cannot be read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise TenantError(f"tenants file {path}: not YAML ({str(exc).splitlines()[0]})") from None
+    entries = (document or {}).get("tenants") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise TenantError(f"tenants file {path}: needs a list under 'tenants'")
+    known = plugin_settings()
+    tenants: list[Tenant] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(entries):
+        tenant = _tenant(entry, f"tenants file {path}: tenants[{index}]", known)
+        if tenant.id in seen:
+            raise TenantError(f"tenants file {path}: tenant id {tenant.id!r} appears twice")
+        seen.add(tenant.id)
+        tenants.append(tenant)
+    schemas = [t_.schema for t_ in tenants]
+    for schema in schemas:
+        if schemas.count(schema) > 1:
+            raise TenantError(f"tenants file {path}: schema {schema!r} is used by two tenants")
+    return tenants
+
+
+def _tenant(entry: t.Any, where: str, known: dict[str, bool]) -> Tenant:
+    if not isinstance(entry, dict):
+        raise TenantError(f"{where}: must be a mapping with 'id' and 'settings'")
+    ident = entry.get("id")
+    if not isinstance(ident, str) or not NAME.match(ident):
+        raise TenantError(f"{where}: 'id' must match [a-z0-9_]+")
+    where = f"{where} ({ident})"
+    unknown = set(entry) - {"id", "schema", "settings"}
+    if unknown:
+        raise TenantError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    schema = entry.get("schema", ident)
+    if not isinstance(schema, str) or not NAME.match(schema):
+        raise TenantError(f"{where}: 'schema' must match [a-z0-9_]+")
+    settings = entry.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise TenantError(f"{where}: 'settings' must be a mapping")
+    for name, value in settings.items():
+        if name not in known:
+            raise TenantError(f"{where}: {name!r} is not a tap-analytics setting")
+        if known[name] and value not in (None, "") and not (
+                isinstance(value, str) and REFERENCE.fullmatch(value.strip())):
+            raise TenantError(f"{where}: setting {name!r} is a secret written inline; write "
+                              f"it as ${{VAR}} and set VAR in the environment")
+    return Tenant(ident, schema, settings)
+
+
+def _expand(text: str, environ: t.Mapping[str, str], tenant: str, setting: str) -> str:
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise TenantError(f"tenant {tenant!r}: setting {setting!r} needs the environment "
+                              f"variable {name}, which is not set")
+        return environ[name]
+
+    return REFERENCE.sub(value, text)

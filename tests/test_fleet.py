@@ -1,0 +1,118 @@
+"""Many accounts through Dagster (`scripts/fleet.sh`): real Dagster (daemon, run queue,
+pool), real Meltano with its state in PostgreSQL, real target-postgres, one fake API per
+account with its own data and key.
+
+Round one lands every good account in its own schema, and an account with a wrong key
+fails alone, named, with the tap's line. Round two runs from an empty copy of the project
+(no `.meltano/run`, no local database): only changes are fetched. No account's rows,
+bookmarks, key or settings reach another (distinct data sizes per account; a setting in
+the orchestrator's environment that would change every account if it leaked)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import OUTPUTS, FakeServer, start_server
+from tests.pg import ROOT, Cluster
+from tests.test_postgres import INCREMENTAL, assert_tables_equal_server
+
+pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
+DAGSTER = ROOT / ".venv-dagster" / "bin" / "python"
+GOOD = ("acme", "globex", "initech")
+
+
+@pytest.fixture
+def fleet_servers() -> dict[str, FakeServer]:
+    servers = {name: start_server(scale=40 + 30 * i, segments=2 + i, api_key=f"{name}-key-{i}7x")
+               for i, name in enumerate([*GOOD, "revoked"])}
+    yield servers
+    for server in servers.values():
+        server.server.shutdown()
+        server.server.server_close()
+
+
+def project_copy(tmp: Path) -> Path:
+    """The project as a fresh container has it: its files and installed plugins, no
+    `.meltano/run`, no local system database."""
+    copy = tmp / "project"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    (copy / ".meltano").mkdir()
+    for kind in ("extractors", "loaders"):
+        (copy / ".meltano" / kind).symlink_to(ROOT / ".meltano" / kind)
+    return copy
+
+
+def fleet(env: dict, *ids: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "fleet.sh"), *ids], env=env,
+                          capture_output=True, text=True, timeout=900)
+    OUTPUTS.extend([proc.stdout, proc.stderr])
+    return proc
+
+
+def lines_by_tenant(stdout: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in stdout.splitlines() if ": " in line)
+
+
+def test_fleet_lands_every_account_alone_twice(fleet_servers: dict[str, FakeServer],
+                                               cluster: Cluster, tmp_path: Path) -> None:
+    tenants = [{"id": name, "schema": f"fleet_{name}", "settings": {
+        "base_url": server.url, "api_key": f"${{{name.upper()}_KEY}}", "page_size": 50,
+        "backoff_factor": 0}} for name, server in fleet_servers.items()]
+    (tmp_path / "tenants.yml").write_text(yaml.safe_dump({"tenants": tenants}))
+    env = {**os.environ, "TAP_ANALYTICS_TENANTS": str(tmp_path / "tenants.yml"),
+           "DAGSTER_HOME": str(tmp_path / "dagster"), "TAP_ANALYTICS_FLEET_RETRY_DELAY": "0.1",
+           "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
+           "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused",
+           "TARGET_POSTGRES_DATABASE": cluster.database,
+           # would change every account if the orchestrator's environment leaked into runs
+           "TAP_ANALYTICS_PAGE_SIZE": "7", "TAP_ANALYTICS_API_KEY": "acme-key-07x",
+           **{f"{name.upper()}_KEY": s.api.api_key for name, s in fleet_servers.items()
+              if name != "revoked"}, "REVOKED_KEY": "revoked-by-the-api"}
+    env.pop("MELTANO_DATABASE_URI", None)
+
+    first = fleet(env)
+    assert first.returncode == 1, first.stderr[-3000:]
+    outcome = lines_by_tenant(first.stdout)
+    for name in GOOD:
+        assert outcome[name].startswith("landed: "), (name, first.stderr[-3000:])
+        assert_tables_equal_server(cluster, f"fleet_{name}", fleet_servers[name])
+    assert outcome["revoked"].startswith("failed: ") and "answered 401" in outcome["revoked"]
+    for server in fleet_servers.values():
+        assert all(r["query"].get("limit") != "7" for r in server.requests())
+
+    for server in fleet_servers.values():
+        server.admin("mutate", {"updates": 4, "inserts": 2})
+        server.admin("reset")
+    second = fleet({**env, "TAP_ANALYTICS_MELTANO_PROJECT": str(project_copy(tmp_path))},
+                   *GOOD)
+    assert second.returncode == 0, second.stderr[-3000:]
+    for name in GOOD:
+        server = fleet_servers[name]
+        assert_tables_equal_server(cluster, f"fleet_{name}", server)
+        for path in ("/v1/conversations", "/v1/contacts"):
+            synced = [r for r in server.requests() if r["path"] == path
+                      and "updated_since" in r["query"]]
+            served = sum(r["served"] for r in synced)
+            assert synced and served <= 6 + 6, f"{name} {path}: fetched {served} records"
+    with cluster.connect() as con:
+        states = dict(con.execute("select state_id, completed_state from meltano.state"
+                                  ).fetchall())
+    for name in GOOD:
+        state = states[f"dev:tap-analytics-to-target-postgres:{name}"]
+        state = json.loads(state) if isinstance(state, str) else state
+        records = fleet_servers[name].api.data.tables
+        for stream in INCREMENTAL:
+            mark = state["singer_state"]["bookmarks"][stream]["replication_key_value"]
+            assert mark == max(r["updated_at"] for r in records[stream]), (name, stream)
