@@ -78,6 +78,9 @@ def run_environment(tenant_env: dict[str, str], schema: str,
     env = {k: v for k, v in environ.items() if not k.startswith(PRIVATE)}
     env.update(tenant_env)
     env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] = schema
+    catalog = environ.get("TAP_ANALYTICS_FLEET_CATALOG")
+    if catalog:  # a shipped catalog: Meltano starts no discovery (no process, no request)
+        env["TAP_ANALYTICS__CATALOG"] = catalog
     env["MELTANO_DATABASE_URI"] = state_database_uri(environ)[0]
     # runs side by side share the installed plugins: none may reinstall one under another
     env["MELTANO_AUTO_INSTALL"] = "false"

@@ -95,8 +95,12 @@ def test_fleet_lands_every_account_alone_twice(fleet_servers: dict[str, FakeServ
     for server in fleet_servers.values():
         server.admin("mutate", {"updates": 4, "inserts": 2})
         server.admin("reset")
-    second = fleet({**env, "TAP_ANALYTICS_MELTANO_PROJECT": str(project_copy(tmp_path))},
-                   *GOOD)
+    catalog = tmp_path / "catalog.json"  # shipped with the image: no discovery per run
+    catalog.write_text(subprocess.run([str(ROOT / ".venv" / "bin" / "tap-analytics"),
+                                       "--discover"], capture_output=True, text=True,
+                                      check=True).stdout)
+    second = fleet({**env, "TAP_ANALYTICS_MELTANO_PROJECT": str(project_copy(tmp_path)),
+                    "TAP_ANALYTICS_FLEET_CATALOG": str(catalog)}, *GOOD)
     assert second.returncode == 0, second.stderr[-3000:]
     for name in GOOD:
         server = fleet_servers[name]
@@ -106,6 +110,9 @@ def test_fleet_lands_every_account_alone_twice(fleet_servers: dict[str, FakeServ
                       and "updated_since" in r["query"]]
             served = sum(r["served"] for r in synced)
             assert synced and served <= 6 + 6, f"{name} {path}: fetched {served} records"
+            unbounded = [r for r in server.requests() if r["path"] == path
+                         and "updated_since" not in r["query"]]
+            assert not unbounded, f"{name} {path}: discovery sampled the API"
     with cluster.connect() as con:
         states = dict(con.execute("select state_id, completed_state from meltano.state"
                                   ).fetchall())

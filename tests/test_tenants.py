@@ -1,0 +1,92 @@
+"""The tenants file of the fleet: what it accepts, what it refuses (one line, no secret)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrate.tenants import EXAMPLE, ROOT, TenantError, load_tenants
+
+
+def write(tmp_path: Path, tenants: list) -> Path:
+    path = tmp_path / "tenants.yml"
+    path.write_text(yaml.safe_dump({"tenants": tenants}))
+    return path
+
+
+def test_the_example_file_loads() -> None:
+    tenants = load_tenants(EXAMPLE)
+    assert [t.id for t in tenants] == ["acme", "globex"]
+    assert [t.schema for t in tenants] == ["acme", "globex_analytics"]
+
+
+def test_settings_become_the_environment_meltano_reads(tmp_path: Path) -> None:
+    (tenant,) = load_tenants(write(tmp_path, [{"id": "acme", "settings": {
+        "base_url": "https://x.example.com", "api_key": "${ACME_KEY}", "page_size": 50,
+        "backoff_factor": 0.5, "resources": [{"name": "r", "endpoint": "/r"}]}}]))
+    env = tenant.environment({"ACME_KEY": "k-1"})
+    assert json.loads(env.pop("TAP_ANALYTICS_RESOURCES")) == [{"name": "r", "endpoint": "/r"}]
+    assert env == {"TAP_ANALYTICS_BASE_URL": "https://x.example.com",
+                   "TAP_ANALYTICS_API_KEY": "k-1", "TAP_ANALYTICS_PAGE_SIZE": "50",
+                   "TAP_ANALYTICS_BACKOFF_FACTOR": "0.5"}
+    with pytest.raises(TenantError, match="needs the environment variable ACME_KEY"):
+        tenant.environment({})
+
+
+@pytest.mark.parametrize(("tenants", "fragment"), [
+    ([{"id": "acme", "settings": {"api_key": "s3cr3t-inline"}}],
+     "setting 'api_key' is a secret written inline"),
+    ([{"id": "acme", "settings": {"client_secret": "x${Y}"}}], "is a secret written inline"),
+    ([{"id": "Acme", "settings": {}}], "'id' must match [a-z0-9_]+"),
+    ([{"id": "a", "settings": {}}, {"id": "a", "settings": {}}], "tenant id 'a' appears twice"),
+    ([{"id": "a", "schema": "s"}, {"id": "b", "schema": "s"}], "schema 's' is used by two"),
+    ([{"id": "a", "settings": {"page_sise": 5}}], "'page_sise' is not a tap-analytics setting"),
+    ([{"id": "a", "setings": {}}], "unknown key 'setings'"),
+    ([{"id": "a", "schema": "bad-name"}], "'schema' must match"),
+])
+def test_bad_entries_are_refused_in_one_line(tmp_path: Path, tenants: list, fragment: str
+                                            ) -> None:
+    with pytest.raises(TenantError) as info:
+        load_tenants(write(tmp_path, tenants))
+    message = str(info.value)
+    assert fragment in message and "\n" not in message
+    assert "s3cr3t-inline" not in message
+
+
+def test_a_missing_or_shapeless_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(TenantError, match="cannot be read"):
+        load_tenants(tmp_path / "none.yml")
+    (tmp_path / "t.yml").write_text("tenants: 3\n")
+    with pytest.raises(TenantError, match="needs a list under 'tenants'"):
+        load_tenants(tmp_path / "t.yml")
+
+
+SENSOR = """
+from dagster import DagsterInstance, build_sensor_context
+from orchestrate.definitions import TENANTS, tenants_file_sensor
+with DagsterInstance.ephemeral() as instance:
+    instance.add_dynamic_partitions(TENANTS.name, ["acme", "gone"])
+    result = tenants_file_sensor(build_sensor_context(instance=instance))
+    for request in result.dynamic_partitions_requests:
+        print(type(request).__name__, ",".join(sorted(request.partition_keys)))
+"""
+
+
+def test_accounts_added_or_removed_in_the_file_become_or_stop_being_partitions(
+        tmp_path: Path) -> None:
+    """The sensor keeps the asset's partitions equal to the tenants file: no deploy."""
+    python = ROOT / ".venv-dagster" / "bin" / "python"
+    if not python.exists():
+        pytest.fail("Dagster is not installed (run scripts/setup.sh)")
+    path = write(tmp_path, [{"id": "acme"}, {"id": "newco"}])
+    proc = subprocess.run([str(python), "-c", SENSOR], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "TAP_ANALYTICS_TENANTS": str(path)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:2] == ["AddDynamicPartitionsRequest newco",
+                                            "DeleteDynamicPartitionsRequest gone"]
