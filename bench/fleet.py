@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -26,33 +25,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.procs import PeakRss  # noqa: E402
 from tests.helpers import start_server  # noqa: E402
 from tests.pg import start_cluster, stop_cluster  # noqa: E402
-
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def tree_rss(root: int) -> int:
-    """Resident bytes of `root` and every process below it."""
-    parents: dict[int, int] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/statm") as handle:
-                rss[int(entry)] = int(handle.read().split()[1]) * PAGE
-            parents[int(entry)] = int(fields[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        todo += [child for child, parent in parents.items() if parent == pid]
-    return total
 
 
 def run_level(level: int, servers: list, cluster, tmp: Path, catalog: Path) -> dict:
@@ -75,27 +50,15 @@ def run_level(level: int, servers: list, cluster, tmp: Path, catalog: Path) -> d
     started = time.monotonic()
     proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, tree_rss(proc.pid))
-            done.wait(0.2)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out, err = proc.communicate()
+    with PeakRss(proc.pid) as peak:
+        out, err = proc.communicate()
     wall = time.monotonic() - started
-    done.set()
-    sampler.join()
     landed = sum(line.split(": ", 2)[1] == "landed" for line in out.splitlines()
                  if line.count(": ") >= 1 and line.split(": ", 1)[0] in ids)
     if proc.returncode != 0 or landed != len(ids):
         raise SystemExit(f"level {level}: {landed}/{len(ids)} landed\n{err[-3000:]}")
     requests_ = [len(s.requests()) for s in servers]
-    return {"level": level, "wall": wall, "peak_mib": peak / 2**20,
+    return {"level": level, "wall": wall, "peak_mib": peak.bytes / 2**20,
             "requests": sum(requests_) / len(requests_)}
 
 

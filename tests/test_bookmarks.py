@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from tap_analytics.pagination import KeysetPaginator, KeysetToken
-from tap_analytics.state import BookmarkStateManager, UnsortedListingError
+from tap_analytics.state import BookmarkStateManager, ChildProgress, UnsortedListingError
 
 UTC = datetime.timezone.utc
 STARTED = datetime.datetime(2026, 6, 1, 12, 0, 0, 500_000, tzinfo=UTC)
@@ -145,3 +145,36 @@ def test_a_listing_changing_at_the_bookmark_value_is_read_again_from_its_start()
     reread = [rec("b", "2026-06-01T10:00:01Z"), rec("d", "2026-06-01T10:00:02Z"),
               rec("c", "2026-06-01T10:00:09Z")]
     assert [r["id"] for r in pager.accept(reread)] == ["d", "c"]
+
+
+def progress(saved: dict | None = None) -> tuple[ChildProgress, dict]:
+    import threading
+
+    state = {"progress": saved} if saved else {}
+    return ChildProgress(state, threading.Lock(), version=111), state
+
+
+def parents(*keys: str) -> list[dict]:
+    return [{"segment_id": k} for k in keys]
+
+
+def test_child_progress_keeps_the_key_every_listing_is_finished_up_to() -> None:
+    tracker, state = progress()
+    todo = tracker.todo(parents("s3", "s1", "s2", "s4"), "segment_id")
+    assert [p["segment_id"] for p in todo] == ["s1", "s2", "s3", "s4"]  # key order
+    tracker.finished("s2")  # out of order: s1 is still being read
+    assert state["progress"] == {"version": 111, "after": None, "done": ["s2"]}
+    tracker.finished("s1")
+    assert state["progress"] == {"version": 111, "after": "s2", "done": []}
+    tracker.finished("s4")
+    assert state["progress"]["done"] == ["s4"]
+    tracker.clear()
+    assert "progress" not in state
+
+
+def test_a_resumed_child_skips_finished_listings_and_keeps_the_stopped_runs_version() -> None:
+    tracker, _ = progress({"version": 42, "after": "s2", "done": ["s4"]})
+    assert tracker.resumed and tracker.version == 42
+    # s0 was added meanwhile below `after`: the next run reads it; s2 was deleted meanwhile
+    todo = tracker.todo(parents("s0", "s1", "s3", "s4", "s5"), "segment_id")
+    assert [p["segment_id"] for p in todo] == ["s3", "s5"]

@@ -308,13 +308,21 @@ def test_a_state_is_written_whole_while_other_threads_change_it() -> None:
 
     worker = threading.Thread(target=churn, daemon=True)
     worker.start()
+    buffer = io.BytesIO()
+    out = io.TextIOWrapper(buffer)
     try:
-        with contextlib.redirect_stdout(io.TextIOWrapper(io.BytesIO())):
+        with contextlib.redirect_stdout(out):
             for _ in range(3000):
-                writer.write_state(state)
+                writer.write_state(state)  # raised "dictionary changed size" before
+            out.flush()
     finally:
         stop.set()
         worker.join()
+    lines = buffer.getvalue().splitlines()
+    assert len(lines) >= 2, "the churn should have changed the state between writes"
+    for line in lines:
+        message = json.loads(line)  # each STATE whole
+        assert message["type"] == "STATE" and "s" in message["value"]["bookmarks"]
 
 
 def test_a_line_longer_than_pipe_buf_goes_into_the_pipe_whole() -> None:

@@ -17,3 +17,9 @@ TestTapAnalytics = get_tap_test_class(
     catalog=discovered_catalog(CONFIG),
     suite_config=SuiteConfig(max_records_limit=None),
 )
+
+
+def teardown_module() -> None:
+    """The fake API this module's suite read from stops with the module."""
+    SERVER.server.shutdown()
+    SERVER.server.server_close()

@@ -1,0 +1,202 @@
+"""Rows in PostgreSQL: the whole `meltano run tap-analytics target-postgres` against dlt's
+`rest_api_source` into the same PostgreSQL, side by side.
+
+    bench/run.sh --e2e [--scale 6850] [--rounds 3] [--latencies 0,20] [--memory-scales 6850,68500]
+
+One throwaway PostgreSQL and one fake API (its own process) per latency. Every contender
+loads all 15 listings into a fresh schema (fresh state: a full sync), rounds alternate the
+contenders, and each run's rows are checked against the API (every table, every key):
+a wrong load fails the benchmark. Contenders:
+
+- `meltano run`, the levers one by one: as before (target validates records, discovery
+  samples the API), then `validate_records: false`, then `use_copy: true`, then a
+  catalog without discovery: the last is the shipped `meltano.yml` plus the shipped
+  catalog (docs/KUBERNETES.md).
+- dlt `rest_api_source`, every resource parallelized, dlt's postgres destination, merge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.procs import PeakRss  # noqa: E402
+from bench.run import BENCH_PY, Server  # noqa: E402
+from tests.pg import MELTANO, start_cluster, stop_cluster  # noqa: E402
+
+TABLES = {"account_overview": ("id",), "agents_overview": ("id",),
+          "current_queue_activity": ("id",), "conversations": ("id",), "contacts": ("id",),
+          "conversation_parts": ("id",), "teams": ("id",), "companies": ("id",),
+          "schemas": ("id",), "peoples": ("id",), "accounts": ("id",),
+          "account_tags": ("id",), "segments": ("id",), "fields": ("id",),
+          "segment_people": ("segment_id", "id")}
+BEFORE = {"TARGET_POSTGRES_VALIDATE_RECORDS": "true", "TARGET_POSTGRES_USE_COPY": "false",
+          "TAP_ANALYTICS_DISCOVERY_SAMPLING": "true"}
+LEVERS = {
+    "meltano run, as before (target validates, discovery samples)": BEFORE,
+    "+ validate_records false": {**BEFORE, "TARGET_POSTGRES_VALIDATE_RECORDS": "false"},
+    "+ use_copy true": {**BEFORE, "TARGET_POSTGRES_VALIDATE_RECORDS": "false",
+                        "TARGET_POSTGRES_USE_COPY": "true"},
+    "+ shipped catalog (no discovery): the shipped configuration": {},
+}
+DLT = "dlt rest_api_source, parallelized, postgres destination"
+
+
+def expected_keys(server: Server) -> dict[str, set]:
+    raw = requests.get(f"{server.url}/_admin/ids", timeout=600).json()
+    return {name: {tuple(k) if isinstance(k, list) else (k,) for k in raw[name]}
+            for name in TABLES}
+
+
+def check_rows(cluster, schema: str, expected: dict[str, set]) -> int:
+    """Every table's keys equal the API's; the number of rows."""
+    rows = 0
+    with cluster.connect() as con:
+        for table, key in TABLES.items():
+            columns = ", ".join(f'"{k}"' for k in key)
+            got = con.execute(f'select {columns} from "{schema}"."{table}"').fetchall()
+            keys = {tuple(str(v) if isinstance(v, str) else v for v in r) for r in got}
+            want = {tuple(v for v in k) for k in expected[table]}
+            if keys != want or len(got) != len(keys):
+                raise SystemExit(f"{schema}.{table}: {len(got)} rows, {len(want)} expected")
+            rows += len(got)
+    return rows
+
+
+def meltano_argv(server: Server, cluster, schema: str, tmp: Path, levers: dict,
+                 catalog: Path) -> tuple[list[str], dict]:
+    env = {**os.environ, "MELTANO_DATABASE_URI": f"sqlite:///{tmp}/{schema}.db",
+           "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+           "MELTANO_CLI_DISABLE_VERSION_CHECK": "1", "MELTANO_ENVIRONMENT": "dev",
+           "TAP_ANALYTICS_BASE_URL": server.url, "TAP_ANALYTICS_API_KEY": "test-key",
+           "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
+           "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused",
+           "TARGET_POSTGRES_DATABASE": cluster.database,
+           "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema, **levers}
+    if not levers:
+        env["TAP_ANALYTICS__CATALOG"] = str(catalog)
+    return [str(MELTANO), "run", "tap-analytics", "target-postgres"], env
+
+
+def dlt_argv(server: Server, cluster, schema: str, tmp: Path) -> tuple[list[str], dict]:
+    dsn = f"postgresql://{cluster.user}:unused@127.0.0.1:{cluster.port}/{cluster.database}"
+    return [BENCH_PY, str(ROOT / "bench" / "dlt_postgres.py"), server.url, "--limit", "100",
+            "--dsn", dsn, "--schema", schema, "--pipelines-dir", str(tmp / "dlt")], {
+        **os.environ, "RUNTIME__LOG_LEVEL": "WARNING"}
+
+
+def timed(argv: list[str], env: dict) -> tuple[float, float]:
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    with PeakRss(proc.pid) as peak:
+        _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[:3]} failed:\n{err[-3000:]}")
+    return time.monotonic() - started, peak.bytes / 2**20
+
+
+def contenders(server: Server, cluster, tmp: Path, catalog: Path) -> dict:
+    def make(name: str):
+        def argv(schema: str) -> tuple[list[str], dict]:
+            if name == DLT:
+                return dlt_argv(server, cluster, schema, tmp)
+            return meltano_argv(server, cluster, schema, tmp, LEVERS[name], catalog)
+        return argv
+    return {name: make(name) for name in [*LEVERS, DLT]}
+
+
+def at_latency(args: argparse.Namespace, cluster, latency: float, tmp: Path, catalog: Path
+               ) -> dict:
+    server = Server(scale=args.scale, latency_ms=latency)
+    try:
+        expected = expected_keys(server)
+        runs = contenders(server, cluster, tmp, catalog)
+        walls: dict[str, list[float]] = {name: [] for name in runs}
+        rows = 0
+        for _ in range(args.rounds):
+            for name, argv in runs.items():
+                schema = f"b_{uuid.uuid4().hex[:10]}"
+                wall, _ = timed(*argv(schema))
+                rows = check_rows(cluster, schema, expected)
+                walls[name].append(wall)
+                with cluster.connect() as con:
+                    con.execute(f'drop schema "{schema}" cascade')
+        return {"rows": rows, "walls": {n: statistics.median(w) for n, w in walls.items()}}
+    finally:
+        server.stop()
+
+
+def memory(args: argparse.Namespace, cluster, tmp: Path, catalog: Path) -> dict:
+    """Peak RSS of the shipped configuration's whole run (Meltano, tap, target) by scale."""
+    out = {}
+    for scale in args.memory_scales:
+        server = Server(scale=scale)
+        try:
+            schema = f"m_{uuid.uuid4().hex[:10]}"
+            name = "+ shipped catalog (no discovery): the shipped configuration"
+            wall, peak = timed(*contenders(server, cluster, tmp, catalog)[name](schema))
+            out[scale] = {"rows": check_rows(cluster, schema, expected_keys(server)),
+                          "peak": peak, "wall": wall}
+        finally:
+            server.stop()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=int, default=6850)  # 42,101 rows over 15 tables
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latencies", default="0,20")
+    parser.add_argument("--memory-scales", default="6850,68500")
+    args = parser.parse_args()
+    args.memory_scales = [int(s) for s in args.memory_scales.split(",") if s]
+    cluster = start_cluster()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            catalog = Path(tmp) / "catalog.json"
+            catalog.write_text(subprocess.run(
+                [str(ROOT / ".venv" / "bin" / "tap-analytics"), "--discover"],
+                capture_output=True, text=True, check=True).stdout)
+            results = {float(lat): at_latency(args, cluster, float(lat), Path(tmp), catalog)
+                       for lat in args.latencies.split(",")}
+            mem = memory(args, cluster, Path(tmp), catalog)
+    finally:
+        stop_cluster(cluster)
+    report(args, results, mem)
+
+
+def report(args: argparse.Namespace, results: dict, mem: dict) -> None:
+    latencies = list(results)
+    rows = next(iter(results.values()))["rows"]
+    print(f"\nWhole runs into PostgreSQL: {rows:,} rows over 15 tables (scale {args.scale}), "
+          f"median of {args.rounds}, {os.cpu_count()} cores; every table checked.\n")
+    print("| contender | " + " | ".join(f"{lat:g} ms per request" for lat in latencies) + " |")
+    print("|---|" + "---:|" * len(latencies))
+    for name in [*LEVERS, DLT]:
+        cells = []
+        for lat in latencies:
+            walls = results[lat]["walls"]
+            cells.append(f"{walls[name]:.2f} s ({walls[name] / walls[DLT]:.2f}x dlt)")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if mem:
+        print("\n| rows | peak RSS, whole meltano run (Meltano, tap, target) | wall |")
+        print("|---:|---:|---:|")
+        for scale, m in mem.items():
+            print(f"| {m['rows']:,} (scale {scale}) | {m['peak']:.0f} MiB | {m['wall']:.1f} s |")
+
+
+if __name__ == "__main__":
+    main()
