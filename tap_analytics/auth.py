@@ -47,8 +47,8 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
                          client_secret=client_secret)
         self._lock = threading.Lock()
         self._timeout = timeout
-        if session is not None:
-            self._session = session
+        # the tap's own session (redirect policy, pool), not the SDK authenticator's
+        self.token_session = session or requests.Session()
 
     @property
     def oauth_request_body(self) -> dict:
@@ -91,7 +91,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         self.logger.info("Requesting a new OAuth2 access token (%s)", where)
         requested = datetime.datetime.now(datetime.timezone.utc)
         try:
-            response = self._session.post(self.auth_endpoint, data=self.oauth_request_payload,
+            response = self.token_session.post(self.auth_endpoint, data=self.oauth_request_payload,
                                           timeout=self._timeout)
         except requests.RequestException as exc:
             msg = f"{where}: token request failed: {type(exc).__name__}"

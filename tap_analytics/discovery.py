@@ -88,7 +88,7 @@ def sample_schemas(tap: t.Any, streams: list[AnalyticsStream]) -> None:
                 declared[key] = {**fields[key], "type": [k for k in fields[key]["type"]
                                                          if k != "null"]}
         learned += sum(1 for key in fields if key not in declared)
-        stream._schema = merge_schema(stream.schema, fields)
+        stream.discovered_schema = merge_schema(stream.schema, fields)
     logger.info("Discovery sampled the first page of %d listings and learned %d fields "
                 "beyond the declared ones.", len(first_pages), learned)
 

@@ -40,79 +40,95 @@ def fan_out(
             yield from read(partition)
             yield Finished(partition)
         return
+    yield from _FanOut(partitions, read, workers, window).records()
 
-    window = max(window or len(partitions), workers)
-    out: queue.Queue[t.Any] = queue.Queue(maxsize=workers * 2)
-    stop = threading.Event()
-    turn = threading.Condition()
-    state = {"next": 0, "low": 0}
-    finished = [False] * len(partitions)
 
-    def take() -> int | None:
+class _FanOut:
+    """The shared state of one fan-out: which listing is next, which are finished (the
+    window), the bounded hand-over queue and the stop signal."""
+
+    def __init__(self, partitions: t.Sequence[t.Any], read: t.Callable[[t.Any], t.Iterable[dict]],
+                 workers: int, window: int | None) -> None:
+        self.partitions = partitions
+        self.read = read
+        self.workers = min(workers, len(partitions))
+        self.window = max(window or len(partitions), workers)
+        self.out: queue.Queue[t.Any] = queue.Queue(maxsize=workers * 2)
+        self.stop = threading.Event()
+        self.turn = threading.Condition()
+        self.next = 0  # the next listing to start
+        self.low = 0  # the first listing not finished
+        self.finished = [False] * len(partitions)
+
+    def records(self) -> t.Iterator[dict | Finished]:
+        threads = [threading.Thread(target=self._work, name=f"fanout-{i}", daemon=True)
+                   for i in range(self.workers)]
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        try:
+            while running:
+                item = self.out.get()
+                if item is _DONE:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield from item
+        finally:
+            self.stop.set()  # workers are daemons: on an abort they stop at their next record
+            for thread in threads:
+                thread.join(timeout=0.2)
+
+    def _take(self) -> int | None:
         """The next listing to read, once it is inside the window (None: all taken)."""
-        with turn:
-            while not stop.is_set():
-                index = state["next"]
-                if index >= len(partitions):
+        with self.turn:
+            while not self.stop.is_set():
+                index = self.next
+                if index >= len(self.partitions):
                     return None
-                if index < state["low"] + window:
-                    state["next"] = index + 1
+                if index < self.low + self.window:
+                    self.next = index + 1
                     return index
-                turn.wait(0.1)
+                self.turn.wait(0.1)
         return None
 
-    def done(index: int) -> None:
-        with turn:
-            finished[index] = True
-            while state["low"] < len(partitions) and finished[state["low"]]:
-                state["low"] += 1
-            turn.notify_all()
+    def _done(self, index: int) -> None:
+        with self.turn:
+            self.finished[index] = True
+            while self.low < len(self.partitions) and self.finished[self.low]:
+                self.low += 1
+            self.turn.notify_all()
 
-    def put(item: t.Any) -> bool:
-        while not stop.is_set():
+    def _put(self, item: t.Any) -> bool:
+        while not self.stop.is_set():
             try:
-                out.put(item, timeout=0.1)
+                self.out.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def work() -> None:
+    def _work(self) -> None:
         try:
-            while (index := take()) is not None:
-                partition = partitions[index]
-                chunk: list[t.Any] = []
-                for record in read(partition):
-                    chunk.append(record)
-                    if len(chunk) >= CHUNK:
-                        if not put(chunk):
-                            return
-                        chunk = []
-                chunk.append(Finished(partition))
-                if not put(chunk):
+            while (index := self._take()) is not None:
+                if not self._read_one(index):
                     return
-                done(index)
+                self._done(index)
         except BaseException as exc:  # handed to the caller, raised there
-            put(exc)
+            self._put(exc)
         finally:
-            put(_DONE)
+            self._put(_DONE)
 
-    count = min(workers, len(partitions))
-    threads = [threading.Thread(target=work, name=f"fanout-{i}", daemon=True)
-               for i in range(count)]
-    for thread in threads:
-        thread.start()
-    running = count
-    try:
-        while running:
-            item = out.get()
-            if item is _DONE:
-                running -= 1
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                yield from item
-    finally:
-        stop.set()  # workers are daemons: on an abort they stop at their next record
-        for thread in threads:
-            thread.join(timeout=0.2)
+    def _read_one(self, index: int) -> bool:
+        """One listing, handed over in chunks; False when the fan-out was stopped."""
+        partition = self.partitions[index]
+        chunk: list[t.Any] = []
+        for record in self.read(partition):
+            chunk.append(record)
+            if len(chunk) >= CHUNK:
+                if not self._put(chunk):
+                    return False
+                chunk = []
+        chunk.append(Finished(partition))
+        return self._put(chunk)

@@ -85,6 +85,10 @@ class RequestBudget:
             self.limiter.acquire()
         self.gate.wait()  # a pause that began while this request waited for its turn
 
+    def pause(self, seconds: float) -> None:
+        """Every request waits `seconds` from now (an API's Retry-After)."""
+        self.gate.pause(seconds)
+
     def release(self, throttled: bool) -> None:
         with self._cond:
             self.in_flight -= 1

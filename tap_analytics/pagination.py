@@ -11,7 +11,9 @@ A live listing changes while it is read. Two paginators make sure that cannot sk
   shifted under the tap (a record was deleted or inserted before it) and is read again
   from the start, records already written being skipped by key.
 
-Each exposes `accept(records)`: the records of the page just fetched that are new.
+Each paginator owns both sides of a page, as dlt's paginators do: `request_params(token)`,
+the query parameters that ask for a page, and `accept(records)`, the records of the page
+just fetched that are new. A `Page` (paginator and token) is what a request is made from.
 """
 
 from __future__ import annotations
@@ -39,6 +41,28 @@ class ListingKeptShiftingError(FatalAPIError):
 
 
 @dataclass(frozen=True)
+class Page:
+    """One page to request: its paginator builds the query parameters from the token."""
+
+    paginator: t.Any
+    token: t.Any
+
+    def params(self) -> dict[str, t.Any]:
+        return self.paginator.request_params(self.token)
+
+
+@dataclass(frozen=True)
+class Since:
+    """The incremental parameter a listing sends on every request (start or bookmark)."""
+
+    param: str | None = None
+    value: t.Any = None
+
+    def params(self) -> dict[str, t.Any]:
+        return {} if self.param is None or self.value is None else {self.param: self.value}
+
+
+@dataclass(frozen=True)
 class OffsetToken:
     offset: int
     reread: int = 0  # how many times the listing was started again
@@ -59,14 +83,16 @@ def _total(response: requests.Response, path: tuple[str, ...]) -> int | None:
 class _PageListing(BaseAPIPaginator[t.Any]):
     """Shared by the offset shapes: the last page is short, or `offset + received >= total`."""
 
-    def __init__(self, start: t.Any, page_size: int, selector: tuple[str, ...] | None,
-                 total_path: str, stream: str) -> None:
+    def __init__(self, start: t.Any, spec: PaginatorSpec, page_size: int, stream: str) -> None:
         super().__init__(start)
         self.page_size = page_size
-        self._selector = selector
-        self._total_path = tuple(total_path.split("."))
+        self._spec = spec
+        self._total_path = tuple(spec.total_path.split("."))
         self._stream = stream
         self._received = 0
+
+    def request_params(self, token: t.Any) -> dict[str, t.Any]:
+        return {self._spec.limit_param: self.page_size, self._spec.offset_param: token.offset}
 
     def accept(self, records: list[dict]) -> list[dict]:
         raise NotImplementedError
@@ -88,9 +114,9 @@ class _PageListing(BaseAPIPaginator[t.Any]):
 class OverlapOffsetPaginator(_PageListing):
     """`limit`/`offset` pages overlapping by one record; a shift means a second read."""
 
-    def __init__(self, page_size: int, selector: tuple[str, ...] | None, key: t.Sequence[str],
-                 total_path: str = "total", stream: str = "") -> None:
-        super().__init__(OffsetToken(0), page_size, selector, total_path, stream)
+    def __init__(self, spec: PaginatorSpec, page_size: int, key: t.Sequence[str],
+                 stream: str = "") -> None:
+        super().__init__(OffsetToken(0), spec, page_size, stream)
         # the record's key as it comes from the API (a child's parent key is stamped later)
         self._key_of = operator.itemgetter(*key)
         self._written: set[tuple] = set()  # keys written, for a listing read again
@@ -160,13 +186,13 @@ class KeysetPaginator(_PageListing):
     and the value is read again from its first record. Records already read are skipped.
     """
 
-    def __init__(self, bookmark: t.Any, page_size: int, selector: tuple[str, ...] | None,
-                 field: str, timestamp: bool, total_path: str = "total", stream: str = ""
-                 ) -> None:
+    def __init__(self, bookmark: t.Any, spec: PaginatorSpec, page_size: int, since_param: str,
+                 field: str, timestamp: bool, stream: str = "") -> None:
         position = None if bookmark is None else (
             to_instant(bookmark) if timestamp else bookmark)
-        super().__init__(KeysetToken(self._since_for(position, timestamp)), page_size,
-                         selector, total_path, stream)
+        super().__init__(KeysetToken(self._since_for(position, timestamp)), spec, page_size,
+                         stream)
+        self._since_param = since_param
         self._field = field
         self._timestamp = timestamp
         # the position (instant or value) of the last record read in this run: nothing the
@@ -175,6 +201,10 @@ class KeysetPaginator(_PageListing):
         self._seen: set = set()  # ids read at exactly that position
         self._group = 0  # records of the page at or after the value the next page asks from
         self._shifted = False
+
+    def request_params(self, token: KeysetToken) -> dict[str, t.Any]:
+        params = super().request_params(token)
+        return params if token.since is None else {**params, self._since_param: token.since}
 
     def position(self, record: dict) -> t.Any:
         value = record.get(self._field)
@@ -247,9 +277,16 @@ class KeysetPaginator(_PageListing):
 class CursorPaginator(BaseAPIPaginator["str | None"]):
     """Opaque cursors at `cursor_path`; absent, null or empty means the last page."""
 
-    def __init__(self, cursor_path: str) -> None:
+    def __init__(self, spec: PaginatorSpec, page_size: int, since: Since) -> None:
         super().__init__(None)
-        self._path = tuple(cursor_path.split("."))
+        self._spec = spec
+        self._page_size = page_size
+        self._since = since
+        self._path = tuple(spec.cursor_path.split("."))
+
+    def request_params(self, token: str | None) -> dict[str, t.Any]:
+        params = {self._spec.limit_param: self._page_size, **self._since.params()}
+        return {**params, self._spec.cursor_param: token} if token else params
 
     def accept(self, records: list[dict]) -> list[dict]:
         return records
@@ -265,21 +302,29 @@ class CursorPaginator(BaseAPIPaginator["str | None"]):
 
 
 class OnePagePaginator(SinglePagePaginator):
+    def __init__(self, since: Since) -> None:
+        super().__init__()
+        self._since = since
+
+    def request_params(self, token: t.Any) -> dict[str, t.Any]:
+        return self._since.params()
+
     def accept(self, records: list[dict]) -> list[dict]:
         return records
 
 
-def build_paginator(spec: PaginatorSpec, page_size: int, selector: tuple[str, ...] | None, *,
-                    key: t.Sequence[str], stream: str, keyset: tuple[str, bool] | None = None,
-                    since: t.Any = None) -> BaseAPIPaginator:
-    """A fresh paginator for one listing; `keyset` is (bookmark field, is a timestamp)."""
+def build_paginator(spec: PaginatorSpec, page_size: int, *, key: t.Sequence[str], stream: str,
+                    keyset: tuple[str, bool] | None = None, since: Since = Since()
+                    ) -> BaseAPIPaginator:
+    """A fresh paginator for one listing; `keyset` is (bookmark field, is a timestamp) for a
+    listing read by its bookmark values (`since.value` the raw start), `since` otherwise
+    the incremental parameter every request carries."""
     if spec.type == "offset" and keyset is not None:
         field, timestamp = keyset
-        return KeysetPaginator(since, page_size, selector, field, timestamp, spec.total_path,
+        return KeysetPaginator(since.value, spec, page_size, since.param, field, timestamp,
                                stream)
     if spec.type == "offset":
-        return OverlapOffsetPaginator(page_size, selector, key, spec.total_path, stream)
+        return OverlapOffsetPaginator(spec, page_size, key, stream)
     if spec.type == "cursor":
-        return CursorPaginator(spec.cursor_path)
-    return OnePagePaginator()
-
+        return CursorPaginator(spec, page_size, since)
+    return OnePagePaginator(since)

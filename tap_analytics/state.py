@@ -12,16 +12,20 @@ with each other: a clock behind or ahead of the tap's loses nothing.
 from __future__ import annotations
 
 import datetime
+import logging
 import typing as t
 
 from singer_sdk.exceptions import FatalAPIError
-from singer_sdk.helpers._state import PROGRESS_MARKERS
 from singer_sdk.streams._state import StreamStateManager
 
 from tap_analytics.timestamps import to_instant
 
 if t.TYPE_CHECKING:
     from singer_sdk.helpers import types
+
+
+PROGRESS_MARKERS = "progress_markers"  # the SDK's state layout: its finalize promotes them
+LOGGER = logging.getLogger("tap-analytics")
 
 
 class UnsortedListingError(FatalAPIError):
@@ -32,8 +36,9 @@ class BookmarkStateManager(StreamStateManager):
     """Sorted, resumable bookmarks: the SDK's state layout, instants for timestamps."""
 
     def __init__(self, *, timestamp: bool, run_started: datetime.datetime,
-                 output: t.Any = None, **kwargs: t.Any) -> None:
-        super().__init__(**kwargs)
+                 output: t.Any = None, is_sorted: bool = False, **kwargs: t.Any) -> None:
+        super().__init__(is_sorted=is_sorted, **kwargs)
+        self._sorted = is_sorted
         # the tap's writer: a bookmark moves once the records before it are in the output
         self._output = output
         self._due: tuple[dict, str, t.Any] | None = None
@@ -61,7 +66,7 @@ class BookmarkStateManager(StreamStateManager):
             return  # a tie: nothing moves
         self._last_value = value
         position = self.position(value)
-        if self._is_sorted:
+        if self._sorted:
             if self._previous is not None and position < self._previous:
                 msg = (f"{self.stream_name}: the API listed '{replication_key}' out of order "
                        f"({value!r} after a later value); its bookmark cannot be trusted")
@@ -70,7 +75,7 @@ class BookmarkStateManager(StreamStateManager):
         if self._timestamp and position > self._cap:
             if not self._capped:
                 self._capped = True
-                self._logger.warning(
+                LOGGER.getChild(self.stream_name).warning(
                     "Stream '%s': a record is dated after this run started (%s); the "
                     "bookmark stays at the last value before it, so later changes are "
                     "still read.", self.stream_name, value)
@@ -83,7 +88,7 @@ class BookmarkStateManager(StreamStateManager):
         if self._mark is not None and position <= self._mark:
             return  # the same instant in another form, or a value below the bookmark
         self._mark = position
-        if not self._is_sorted:
+        if not self._sorted:
             state = state.setdefault(PROGRESS_MARKERS, {
                 "Note": "Progress is not resumable if interrupted."})
         if self._output is None:

@@ -48,7 +48,6 @@ class TapAnalytics(Tap):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        self._state_writer = OutputStateWriter(self.message_writer)  # type: ignore[assignment]
         self.runner = StreamRunner()
         install_log_redaction()  # the SDK has set up its log handlers by now
 
@@ -62,6 +61,11 @@ class TapAnalytics(Tap):
         # Numbers arrive as Decimal (JSON files), text (environment) or int/float (Meltano).
         self._config = normalized_config(self._config)
         return super()._validate_config(raise_errors=raise_errors)
+
+    @cached_property
+    def state_writer(self) -> OutputStateWriter:  # type: ignore[override]
+        """STATE through the writer's lock, after the records it covers."""
+        return OutputStateWriter(self.message_writer)
 
     @cached_property
     def settings(self) -> Settings:
@@ -110,7 +114,7 @@ class TapAnalytics(Tap):
         self._reset_state_progress_markers()
         self._set_compatible_replication_methods()
         if self.state:
-            self._state_writer.write_state(self.state)
+            self.state_writer.write_state(self.state)
         streams = [s for s in self.streams.values()
                    if (s.selected or s.has_selected_descendents) and not s.parent_stream_type]
         for stream in self.streams.values():
@@ -119,7 +123,7 @@ class TapAnalytics(Tap):
         try:
             self.runner.run(streams, side_by_side=self.settings.max_concurrency > 1)
         finally:
-            self._state_writer.write_state(self.state)
+            self.state_writer.write_state(self.state)
         for stream in self.streams.values():
             stream.log_sync_costs()
 

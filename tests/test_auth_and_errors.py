@@ -10,8 +10,8 @@ import requests
 from singer_sdk.exceptions import FatalAPIError
 
 from tap_analytics.auth import AuthError
-from tap_analytics.client import retry_after_seconds
 from tap_analytics.payload import PayloadError
+from tap_analytics.retries import retry_after_seconds
 from tests.helpers import SECRETS
 from tests.unit_support import BASE, make_tap, query, stream_of
 

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from tap_analytics.pagination import KeysetPaginator, KeysetToken
+from tap_analytics.resources import PaginatorSpec
 from tap_analytics.state import BookmarkStateManager, ChildProgress, UnsortedListingError
 
 UTC = datetime.timezone.utc
@@ -103,7 +104,8 @@ def page(records: list[dict], total: int | None = None) -> requests.Response:
 
 
 def keyset(bookmark: str | None, size: int = 3) -> KeysetPaginator:
-    return KeysetPaginator(bookmark, size, ("data",), "updated_at", True, stream="s")
+    return KeysetPaginator(bookmark, PaginatorSpec(type="offset"), size, "updated_since",
+                           "updated_at", True, stream="s")
 
 
 def rec(ident: str, when: str) -> dict:
@@ -115,6 +117,8 @@ def test_nothing_the_first_request_returns_is_skipped() -> None:
     written: the bookmark is compared with nothing the API returns."""
     pager = keyset("2026-06-01T10:00:00.700Z")
     assert pager.current_value == KeysetToken("2026-06-01T10:00:00Z")
+    assert pager.request_params(pager.current_value) == {
+        "limit": 3, "offset": 0, "updated_since": "2026-06-01T10:00:00Z"}
     rows = [rec("a", "2026-06-01T09:59:30Z"), rec("b", "2026-06-01T10:00:00.300Z")]
     assert pager.accept(rows) == rows
 
@@ -178,3 +182,18 @@ def test_a_resumed_child_skips_finished_listings_and_keeps_the_stopped_runs_vers
     # s0 was added meanwhile below `after`: the next run reads it; s2 was deleted meanwhile
     todo = tracker.todo(parents("s0", "s1", "s3", "s4", "s5"), "segment_id")
     assert [p["segment_id"] for p in todo] == ["s3", "s5"]
+
+
+def test_each_paginator_builds_its_own_request() -> None:
+    from tap_analytics.pagination import Since, build_paginator
+
+    offset = PaginatorSpec(type="offset", limit_param="per_page", offset_param="skip")
+    pager = build_paginator(offset, 50, key=["id"], stream="s")
+    assert pager.request_params(pager.current_value) == {"per_page": 50, "skip": 0}
+    cursor = PaginatorSpec(type="cursor", cursor_param="after")
+    since = Since("updated_since", "2026-01-01T00:00:00Z")
+    pager = build_paginator(cursor, 20, key=["id"], stream="s", since=since)
+    assert pager.request_params(None) == {"limit": 20, "updated_since": "2026-01-01T00:00:00Z"}
+    assert pager.request_params("c2")["after"] == "c2"
+    pager = build_paginator(PaginatorSpec(), 20, key=["id"], stream="s", since=Since())
+    assert pager.request_params(None) == {}  # one page: no paging parameters

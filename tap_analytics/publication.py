@@ -1,0 +1,87 @@
+"""The record side of a stream: records fitted to the schema in force (`conform.py`), and
+a schema that grew put in force before the first record that needs it (SCHEMA message,
+stream maps registered anew). Through public SDK hooks: `schema`, `effective_schema` and
+`stream_maps` return the published schema and its maps."""
+
+from __future__ import annotations
+
+import typing as t
+
+from singer_sdk.helpers._catalog import get_selected_schema
+
+from tap_analytics.conform import Conformer
+from tap_analytics.output import record_maps, write_records
+
+if t.TYPE_CHECKING:
+    from singer_sdk.mapper import StreamMap
+
+
+class SchemaPublication:
+    """A mixin of `AnalyticsStream`."""
+
+    conformer: Conformer | None = None
+    discovered_schema: dict | None = None  # what discovery learned from the API
+    _published: dict | None = None  # the schema in force once the conformer changed it
+    _published_version = 0
+    _maps: list | None = None
+
+    @property
+    def schema(self) -> dict:
+        for schema in (self._published, self.discovered_schema):
+            if schema is not None:
+                return schema
+        return super().schema
+
+    @property
+    def effective_schema(self) -> dict:
+        return self._published if self._published is not None else super().effective_schema
+
+    @property
+    def stream_maps(self) -> list[StreamMap]:
+        if self._published is not None:  # registered anew with the published schema
+            return self.analytics_tap.mapper.stream_maps[self.name]
+        return super().stream_maps
+
+    def start_conformer(self) -> Conformer:
+        """The schema in force when the stream's SCHEMA message goes out (version 0)."""
+        if self.conformer is None:
+            fixed = [*self.primary_keys, *([self.replication_key] if self.replication_key else [])]
+            tap = self.analytics_tap
+            self.conformer = Conformer(self.name, self.effective_schema, fixed=fixed,
+                                       contract=self.settings.schema_contract, mask=self.mask,
+                                       logger=self.logger,
+                                       learning=tap.input_catalog is None
+                                       or not self.settings.discovery_sampling,
+                                       memory=self.stream_state.setdefault("types", {}))
+        return self.conformer
+
+    def _write_record_message(self, record: dict) -> None:
+        """The SDK's record path, with the stream-map work decided once per schema version."""
+        if self.conformer.version != self._published_version or self._maps is None:
+            self._publish_schema()
+        write_records(self._maps, record, self._stream_version, self.extracted_at)
+        self.state_manager.is_flushed = False
+
+    def _publish_schema(self) -> None:
+        """Put a schema the conformer grew in force: stream maps, then a SCHEMA message."""
+        if self._adopt_schema():
+            super()._write_schema_message()
+        self._maps = record_maps(self.stream_maps, self.analytics_tap.message_writer)
+
+    def _write_schema_message(self) -> None:
+        """The stream's first SCHEMA already carries the types remembered from earlier runs
+        (targets create or check their columns on it)."""
+        self.start_conformer()
+        self._adopt_schema()
+        super()._write_schema_message()
+
+    def _adopt_schema(self) -> bool:
+        """The conformer's schema as the stream's, its maps registered anew if it changed."""
+        version, schema = self.conformer.snapshot()
+        if version == self._published_version:
+            return False
+        self._published = schema
+        self.analytics_tap.mapper.register_raw_stream_schema(
+            self.name, get_selected_schema(self.name, schema, self.mask), self.primary_keys)
+        self._published_version = version
+        return True
