@@ -33,6 +33,10 @@ class TokenRefusedError(AuthError):
         self.token = token
 
 
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
 class ClientCredentialsAuthenticator(OAuthAuthenticator):
     """OAuth2 client credentials, shared by all streams and threads of one tap.
 
@@ -47,6 +51,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
                          client_secret=client_secret)
         self._lock = threading.Lock()
         self._timeout = timeout
+        self.clock: t.Callable[[], datetime.datetime] = _utc_now  # tests pass a fake one
         # the tap's own session (redirect policy, pool), not the SDK authenticator's
         self.token_session = session or requests.Session()
 
@@ -64,7 +69,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
         if not self.expires_in:
             return True
         margin = min(RENEW_MARGIN_SECONDS, self.expires_in / 10)
-        age = (datetime.datetime.now(datetime.timezone.utc) - self.last_refreshed)
+        age = self.clock() - self.last_refreshed
         return age.total_seconds() < self.expires_in - margin
 
     def authenticate_request(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -89,7 +94,7 @@ class ClientCredentialsAuthenticator(OAuthAuthenticator):
     def update_access_token(self) -> None:
         where = f"POST {urlparse(self.auth_endpoint).path}"
         self.logger.info("Requesting a new OAuth2 access token (%s)", where)
-        requested = datetime.datetime.now(datetime.timezone.utc)
+        requested = self.clock()
         try:
             response = self.token_session.post(self.auth_endpoint, data=self.oauth_request_payload,
                                           timeout=self._timeout)

@@ -156,9 +156,10 @@ def catalog_selecting(config: dict, streams: t.Iterable[str], *, discovered: boo
     return catalog
 
 
-def sync(config: dict, streams: t.Iterable[str] | None = None, state: dict | None = None
-         ) -> Output:
-    """Run a sync in this process and return its Singer messages."""
+def sync(config: dict, streams: t.Iterable[str] | None = None, state: dict | None = None,
+         prepare: t.Callable[[t.Any], None] | None = None) -> Output:
+    """Run a sync in this process and return its Singer messages; `prepare(tap)` may fake
+    a clock first."""
     from tap_analytics.tap import TapAnalytics
 
     catalog = catalog_selecting(config, streams) if streams is not None else None
@@ -166,6 +167,8 @@ def sync(config: dict, streams: t.Iterable[str] | None = None, state: dict | Non
     wrapper = io.TextIOWrapper(buffer, encoding="utf-8")
     with contextlib.redirect_stdout(wrapper):
         tap = TapAnalytics(config=config, catalog=catalog, state=state or {})
+        if prepare is not None:
+            prepare(tap)
         tap.sync_all()
         wrapper.flush()
     text = buffer.getvalue().decode()

@@ -160,20 +160,27 @@ def test_rate_limiter_spaces_requests_without_sleeping_for_real() -> None:
     assert slept == pytest.approx([0.25, 0.5, 0.75, 1.0])
 
 
-def test_rate_limit_holds_at_the_server_across_threads(many_segments) -> None:
+def test_rate_limit_holds_across_threads_by_a_fake_clock(many_segments) -> None:
+    """Every request of a sync side by side (8 in flight) takes its turn from the one
+    limiter: on a clock that never moves, the turns handed out are exactly 1/rate apart,
+    and there are as many as the server saw requests."""
+    from tap_analytics.http import RateLimiter
+
     rate = 25
+    turns: list[float] = []
+
+    def fake_sleep(seconds: float) -> None:
+        turns.append(seconds)  # the clock stays at 0: a wait of s is the turn at s
+
+    def fake_limiter(tap) -> None:
+        tap.sessions.budget.limiter = RateLimiter(rate, clock=lambda: 0.0, sleep=fake_sleep)
+
     out = sync(config_for(many_segments, max_concurrency=8, max_requests_per_second=rate),
-               CHILD)
+               CHILD, prepare=fake_limiter)
     assert len(out.records["segment_people"]) == 30 * 23
-    stamps = sorted(r["t"] for r in many_segments.requests())
-    assert len(stamps) >= 31
-    # The limiter spaces request starts 1/rate apart in the client; a thread descheduled
-    # between its turn and its send can arrive a little late, so one-second windows at
-    # the server get a slack of 3, and the overall rate none to speak of.
-    for i, start in enumerate(stamps):
-        in_window = sum(1 for s in stamps[i:] if s < start + 1.0)
-        assert in_window <= rate + 3
-    assert (len(stamps) - 1) / (stamps[-1] - stamps[0]) <= rate * 1.05
+    served = len(many_segments.requests())
+    assert served >= 31 and len(turns) == served - 1  # the first turn needs no wait
+    assert sorted(turns) == pytest.approx([(i + 1) / rate for i in range(len(turns))])
 
 
 def canonical_records(out) -> dict[str, list]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import json
 
@@ -90,11 +91,23 @@ def test_full_sync_with_oauth(server) -> None:
 
 
 def test_oauth_token_expiring_mid_run_is_renewed(server) -> None:
-    server.admin("config", {"token_ttl": 1})  # renewal margin of 0.1 s, each request checks
-    server.faults({"path": "/v1/contacts", "kind": "timeout", "times": 1, "delay": 1.2})
-    out = run_cli(oauth_config(server, request_timeout=5))
+    """The tap renews a token before its `expires_in` runs out, by its own clock: faked
+    here, it moves 400 s on at each look, so a 3,600 s token expires every few requests."""
+    now = [datetime.datetime.now(datetime.timezone.utc)]
+
+    def clock() -> datetime.datetime:
+        now[0] += datetime.timedelta(seconds=400)
+        return now[0]
+
+    def fake_clock(tap) -> None:
+        tap.authenticator.clock = clock
+
+    out = sync(oauth_config(server, page_size=40, max_concurrency=1), prepare=fake_clock)
     assert_exact(out, server)
-    assert sum(1 for r in server.requests() if r["path"] == "/oauth/v1/token") >= 2
+    log = server.requests()
+    renewals = sum(1 for r in log if r["path"] == "/oauth/v1/token")
+    assert renewals >= len(log) // 10, "a token was used past its lifetime"
+    assert renewals >= 2
 
 
 def test_revoked_token_is_renewed_and_run_carries_on(server) -> None:
