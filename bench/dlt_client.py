@@ -64,8 +64,9 @@ def build_all(base_url: str, api_key: str, limit: int, parallel: bool) -> object
                   "endpoint": {"path": path, "data_selector": selector,
                                "paginator": offset if paging == "offset" else "single_page"}}
                  for name, path, selector, paging in ALL]
+    # dlt names the parent's field `_segments_id` in the child's rows
     resources.append({"name": "segment_people", "parallelized": parallel,
-                      "primary_key": ["segment_id", "id"],
+                      "primary_key": ["_segments_id", "id"], "include_from_parent": ["id"],
                       "endpoint": {"path": "/v1/segments/{segment_id}/people",
                                    "data_selector": "people", "paginator": offset,
                                    "params": {"segment_id": {"type": "resolve",

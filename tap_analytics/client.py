@@ -127,6 +127,7 @@ class AnalyticsStream(RetryingRequests, PagedListing, SchemaPublication, ChildLi
         except Exception:
             self._write_state_message()  # keep what was finished before failing
             raise
+        self.publish_pending_schema()
         if progress is not None:
             progress.clear()
         if self.versioned:

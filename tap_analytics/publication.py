@@ -57,23 +57,36 @@ class SchemaPublication:
 
     def _write_record_message(self, record: dict) -> None:
         """The SDK's record path, with the stream-map work decided once per schema version."""
-        if self.conformer.version != self._published_version or self._maps is None:
+        if (self._schema_due or self.conformer.version != self._published_version
+                or self._maps is None):
             self._publish_schema()
         write_records(self._maps, record, self._stream_version, self.extracted_at)
         self.state_manager.is_flushed = False
 
     def _publish_schema(self) -> None:
         """Put a schema the conformer grew in force: stream maps, then a SCHEMA message."""
-        if self._adopt_schema():
+        if self._adopt_schema() or self._schema_due:
+            self._schema_due = False
             super()._write_schema_message()
         self._maps = record_maps(self.stream_maps, self.analytics_tap.message_writer)
 
+    _schema_due = False
+
     def _write_schema_message(self) -> None:
-        """The stream's first SCHEMA already carries the types remembered from earlier runs
-        (targets create or check their columns on it)."""
+        """The SDK asks for the stream's SCHEMA before its first page is read: it goes out
+        with the first record instead (or when the listing ends empty), so that it already
+        holds the fields that page taught the conformer, and the types remembered from
+        earlier runs. A target then creates the table with every column at once, instead
+        of creating it and altering it (and, for target-postgres, re-making its sink) when
+        a second SCHEMA follows."""
         self.start_conformer()
-        self._adopt_schema()
-        super()._write_schema_message()
+        self._schema_due = True
+
+    def publish_pending_schema(self) -> None:
+        """The SCHEMA of a listing that ended before any record (targets still create the
+        table, and an ACTIVATE_VERSION needs it first)."""
+        if self._schema_due:
+            self._publish_schema()
 
     def _adopt_schema(self) -> bool:
         """The conformer's schema as the stream's, its maps registered anew if it changed."""

@@ -7,12 +7,14 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import typing as t
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import requests
 from jsonschema import Draft7Validator, FormatChecker
@@ -208,3 +210,20 @@ def run_cli(config: dict, *args: str, state: dict | None = None, catalog: dict |
 
 def quiet_sdk_logs() -> None:
     logging.getLogger("singer_sdk.metrics").setLevel(logging.WARNING)
+
+
+def project_copy(copy: Path) -> Path:
+    """The project as a fresh container has it: its tracked files and installed plugins
+    (linked), no `.meltano/run`, no local system database. Runs in it need
+    `MELTANO_AUTO_INSTALL=false` (the editable tap's install path differs)."""
+    root = Path(__file__).resolve().parent.parent
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        if (root / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, copy / name)
+    (copy / ".meltano").mkdir()
+    for kind in ("extractors", "loaders"):
+        (copy / ".meltano" / kind).symlink_to(root / ".meltano" / kind)
+    return copy

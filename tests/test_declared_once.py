@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from scripts.plugin_definition import DEFINITION, definition, render
+from scripts.plugin_definition import CATALOG, DEFINITION, declared_catalog, definition, render
 from tap_analytics.settings import BY_NAME, SETTINGS, parse_settings
 from tap_analytics.streams import BUILTIN_STREAMS
 from tests.helpers import config_for, run_cli
@@ -33,6 +33,14 @@ def test_meltano_yml_declares_what_the_plugin_definition_declares() -> None:
 
 def test_plugin_definition_file_is_current() -> None:
     assert DEFINITION.read_text() == render(), "run: python -m scripts.plugin_definition"
+
+
+def test_shipped_catalog_is_the_declared_one() -> None:
+    """`meltano.yml` hands Meltano this catalog, so a `meltano run` starts no discovery;
+    it must be what `--discover` says without credentials."""
+    assert CATALOG.read_text() == declared_catalog(), "run: python -m scripts.plugin_definition"
+    extractor = yaml.safe_load((ROOT / "meltano.yml").read_text())["plugins"]["extractors"][0]
+    assert extractor["catalog"] == "catalog/tap-analytics.json"
 
 
 def test_about_lists_every_setting_with_its_limits() -> None:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.helpers import OUTPUTS, FakeServer, start_server
+from tests.helpers import OUTPUTS, FakeServer, project_copy, start_server
 from tests.pg import ROOT, Cluster
 from tests.test_postgres import INCREMENTAL, assert_tables_equal_server
 
@@ -36,22 +35,6 @@ def fleet_servers() -> dict[str, FakeServer]:
     for server in servers.values():
         server.server.shutdown()
         server.server.server_close()
-
-
-def project_copy(tmp: Path) -> Path:
-    """The project as a fresh container has it: its files and installed plugins, no
-    `.meltano/run`, no local system database."""
-    copy = tmp / "project"
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split()
-    for name in files:
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    (copy / ".meltano").mkdir()
-    for kind in ("extractors", "loaders"):
-        (copy / ".meltano" / kind).symlink_to(ROOT / ".meltano" / kind)
-    return copy
 
 
 def fleet(env: dict, *ids: str) -> subprocess.CompletedProcess:
@@ -99,7 +82,8 @@ def test_fleet_lands_every_account_alone_twice(fleet_servers: dict[str, FakeServ
     catalog.write_text(subprocess.run([str(ROOT / ".venv" / "bin" / "tap-analytics"),
                                        "--discover"], capture_output=True, text=True,
                                       check=True).stdout)
-    second = fleet({**env, "TAP_ANALYTICS_MELTANO_PROJECT": str(project_copy(tmp_path)),
+    copy = project_copy(tmp_path / "project")
+    second = fleet({**env, "TAP_ANALYTICS_MELTANO_PROJECT": str(copy),
                     "TAP_ANALYTICS_FLEET_CATALOG": str(catalog)}, *GOOD)
     assert second.returncode == 0, second.stderr[-3000:]
     for name in GOOD:

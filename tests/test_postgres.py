@@ -246,13 +246,18 @@ def test_an_incremental_meltano_run_without_sampling_pays_only_for_what_it_syncs
         env = meltano_env(server, cluster, schema, tmp_path)
         meltano_run(env)
         costs = {}
-        for sampling in ("true", "false"):
+        # Meltano discovers when the catalog extra is empty; the shipped one: no discovery
+        for how, extra in (("true", {"TAP_ANALYTICS__CATALOG": ""}),
+                           ("false", {"TAP_ANALYTICS__CATALOG": ""}), ("shipped", {})):
             changed = server.admin("mutate", {"updates": 7, "inserts": 0})
             server.admin("reset")
-            meltano_run({**env, "TAP_ANALYTICS_DISCOVERY_SAMPLING": sampling})
-            costs[sampling] = served_by_path(server.requests())
+            meltano_run({**env, **extra, "TAP_ANALYTICS_DISCOVERY_SAMPLING":
+                         "false" if how == "false" else "true"})
+            costs[how] = served_by_path(server.requests())
             assert_tables_equal_server(cluster, schema, server)
         on, off = costs["true"], costs["false"]
+        assert costs["shipped"].keys() == off.keys()
+        assert all(costs["shipped"][p][0] == off[p][0] for p in off), "shipped: no discovery"
         for name, path in (("conversations", "/v1/conversations"),
                            ("peoples", "/v1/people/all"), ("contacts", "/v1/contacts")):
             changes = len(changed[name]["updated"])
