@@ -54,6 +54,7 @@ LEVERS = {
 }
 SHIPPED = "+ shipped catalog (no discovery): the shipped meltano.yml"
 DLT = "dlt rest_api_source, parallelized, postgres destination"
+PROGRAMS = ("meltano", "tap-analytics", "target-postgres")
 
 
 def expected_keys(server: Server) -> dict[str, set]:
@@ -99,7 +100,7 @@ def dlt_argv(server: Server, cluster, schema: str, tmp: Path) -> tuple[list[str]
         **os.environ, "RUNTIME__LOG_LEVEL": "WARNING"}, ROOT
 
 
-def timed(argv: list[str], env: dict, cwd: Path) -> tuple[float, float]:
+def timed(argv: list[str], env: dict, cwd: Path) -> tuple[float, PeakRss]:
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
@@ -107,7 +108,7 @@ def timed(argv: list[str], env: dict, cwd: Path) -> tuple[float, float]:
         _, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"{argv[:3]} failed:\n{err[-3000:]}")
-    return time.monotonic() - started, peak.bytes / 2**20
+    return time.monotonic() - started, peak
 
 
 def contenders(server: Server, cluster, tmp: Path) -> dict:
@@ -149,7 +150,8 @@ def memory(args: argparse.Namespace, cluster, tmp: Path) -> dict:
             schema = f"m_{uuid.uuid4().hex[:10]}"
             wall, peak = timed(*contenders(server, cluster, tmp)[SHIPPED](schema))
             out[scale] = {"rows": check_rows(cluster, schema, expected_keys(server)),
-                          "peak": peak, "wall": wall}
+                          "peak": peak.bytes / 2**20, "wall": wall,
+                          "by": {n: peak.by_name.get(n, 0) / 2**20 for n in PROGRAMS}}
         finally:
             server.stop()
     return out
@@ -167,7 +169,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             results = {float(lat): at_latency(args, cluster, float(lat), Path(tmp))
-                       for lat in args.latencies.split(",")}
+                       for lat in args.latencies.split(",") if lat}
             mem = memory(args, cluster, Path(tmp))
     finally:
         stop_cluster(cluster)
@@ -176,22 +178,25 @@ def main() -> None:
 
 def report(args: argparse.Namespace, results: dict, mem: dict) -> None:
     latencies = list(results)
-    rows = next(iter(results.values()))["rows"]
-    print(f"\nWhole runs into PostgreSQL: {rows:,} rows over 15 tables (scale {args.scale}), "
-          f"median of {args.rounds}, {os.cpu_count()} cores; every table checked.\n")
-    print("| contender | " + " | ".join(f"{lat:g} ms per request" for lat in latencies) + " |")
-    print("|---|" + "---:|" * len(latencies))
-    for name in [*LEVERS, DLT]:
-        cells = []
-        for lat in latencies:
-            walls = results[lat]["walls"]
-            cells.append(f"{walls[name]:.2f} s ({walls[name] / walls[DLT]:.2f}x dlt)")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    rows = next(iter(results.values()))["rows"] if results else 0
+    if results:
+        print(f"\nWhole runs into PostgreSQL: {rows:,} rows over 15 tables (scale {args.scale}), "
+              f"median of {args.rounds}, {os.cpu_count()} cores; every table checked.\n")
+        print("| contender | " + " | ".join(f"{lat:g} ms per request" for lat in latencies) + " |")
+        print("|---|" + "---:|" * len(latencies))
+        for name in [*LEVERS, DLT]:
+            cells = []
+            for lat in latencies:
+                walls = results[lat]["walls"]
+                cells.append(f"{walls[name]:.2f} s ({walls[name] / walls[DLT]:.2f}x dlt)")
+            print(f"| {name} | " + " | ".join(cells) + " |")
     if mem:
-        print("\n| rows | peak RSS, whole meltano run (Meltano, tap, target) | wall |")
-        print("|---:|---:|---:|")
+        print("\n| rows | peak RSS, whole meltano run | " + " | ".join(PROGRAMS) + " | wall |")
+        print("|---:|---:|" + "---:|" * len(PROGRAMS) + "---:|")
         for scale, m in mem.items():
-            print(f"| {m['rows']:,} (scale {scale}) | {m['peak']:.0f} MiB | {m['wall']:.1f} s |")
+            each = " | ".join(f"{m['by'][n]:.0f} MiB" for n in PROGRAMS)
+            print(f"| {m['rows']:,} (scale {scale}) | {m['peak']:.0f} MiB | {each} | "
+                  f"{m['wall']:.1f} s |")
 
 
 if __name__ == "__main__":

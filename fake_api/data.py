@@ -174,6 +174,7 @@ class Dataset:
     def __post_init__(self) -> None:
         self._encoded: dict[str, tuple[int, list[bytes]]] = {}
         self._instants: dict[str, tuple[int, list[datetime.datetime]]] = {}
+        self._segments: dict[str, tuple[int, list[dict]]] = {}
         n = self.scale
         sizes = {"conversations": n, "contacts": n, "conversation_parts": n,
                  "companies": max(5, n // 10), "peoples": n}
@@ -213,8 +214,18 @@ class Dataset:
             segment["person_count"] = size
 
     def segment_people(self, segment_id: str) -> list[dict] | None:
+        """One segment's people, built once per generation of the data (a page of a large
+        segment would otherwise rebuild the whole listing: quadratic in its size)."""
         if segment_id not in self.members:
             return None
+        cached = self._segments.get(segment_id)
+        if cached is not None and cached[0] == self.generation:
+            return cached[1]
+        rows = self._segment_rows(segment_id)
+        self._segments[segment_id] = (self.generation, rows)
+        return rows
+
+    def _segment_rows(self, segment_id: str) -> list[dict]:
         people = self.people_by_id
         keep = ("id", "email", "first_name", "last_name", "created_at", "updated_at")
         members = self.members[segment_id]
