@@ -89,11 +89,22 @@ def outcome(instance: DagsterInstance, run) -> str:
     return f"failed: run {run.status.value.lower()}"
 
 
+def register(instance: DagsterInstance, known: list[str]) -> None:
+    """The asset's partitions become the tenants file's accounts."""
+    have = set(instance.get_dynamic_partitions(TENANTS.name))
+    instance.add_dynamic_partitions(TENANTS.name, [i for i in known if i not in have])
+    for gone in have - set(known):
+        instance.delete_dynamic_partition(TENANTS.name, gone)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ids", nargs="*", help="tenant ids (default: every tenant)")
     parser.add_argument("--timeout", type=float, default=float(
         os.environ.get("TAP_ANALYTICS_FLEET_TIMEOUT") or 3600))
+    parser.add_argument("--register", action="store_true",
+                        help="only make the tenants file's accounts the asset's partitions "
+                             "(what the sensor does), e.g. before `dagster asset materialize`")
     args = parser.parse_args(argv)
     try:
         tenants = load_tenants()
@@ -108,15 +119,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     concurrency = int(os.environ.get("TAP_ANALYTICS_FLEET_CONCURRENCY") or 4)
     home = instance_home(concurrency)
+    if args.register:
+        with DagsterInstance.get() as instance:
+            register(instance, known)
+        print(f"fleet: {len(known)} accounts are partitions of tenant_sync", file=sys.stderr)
+        return 0
     prepare_state_database(run_environment({}, "unused", os.environ), os.environ)
     daemon = start_daemon(home)
     try:
         with DagsterInstance.get() as instance:
             instance.event_log_storage.set_concurrency_slots(POOL, concurrency)
-            have = set(instance.get_dynamic_partitions(TENANTS.name))
-            instance.add_dynamic_partitions(TENANTS.name, [i for i in known if i not in have])
-            for gone in have - set(known):
-                instance.delete_dynamic_partition(TENANTS.name, gone)
+            register(instance, known)
             fleet = uuid.uuid4().hex[:12]
             started = time.monotonic()
             launch(ids, fleet)
