@@ -59,9 +59,13 @@ def test_fresh_project_adds_the_tap_from_its_definition_and_runs(
         meltano(project, env, "config", "set", "tap-analytics", name, value)
     stored = yaml.safe_load((project / "meltano.yml").read_text())
     config = stored["plugins"]["extractors"][0]["config"]
-    assert config["backoff_factor"] == 0.5 and config["request_timeout"] == 30.5
+    # kept as text (the plugin declares them `string`): the tap reads the number from it
+    assert float(config["backoff_factor"]) == 0.5 and float(config["request_timeout"]) == 30.5
 
     run_env = {**env, "TAP_ANALYTICS_API_KEY": server.api.api_key,
+               # a fractional number from the environment: Meltano 4.4.1 crashed on it
+               # while the plugin declared it `decimal`
+               "TAP_ANALYTICS_MAX_REQUESTS_PER_SECOND": "400.5",
                "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
                "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused",
                "TARGET_POSTGRES_DATABASE": cluster.database,

@@ -182,12 +182,14 @@ def test_meltano_run_under_drift_keeps_every_value(seed: int, cluster: Cluster, 
                                                    tmp_path: Path) -> None:
     """Undocumented fields and changing types from a seed: two `meltano run`s (the API
     changes between them) land every record and keep every value, typed columns intact.
-    The target validates every record here (the shipped `meltano.yml` turns that off, as
-    the tap already checks each one against the SCHEMA in force): none is rejected."""
+    For the first seed the target validates every record (the shipped `meltano.yml` turns
+    that off, as the tap already checks each one against the SCHEMA in force): none is
+    rejected; the other seeds run the shipped configuration."""
     server = start_server(scale=150, segments=4, drift_seed=seed)
     try:
-        env = {**meltano_env(server, cluster, schema, tmp_path),
-               "TARGET_POSTGRES_VALIDATE_RECORDS": "true"}
+        env = meltano_env(server, cluster, schema, tmp_path)
+        if seed == SEEDS[0]:
+            env["TARGET_POSTGRES_VALIDATE_RECORDS"] = "true"
         meltano_run(env)
         assert_all_kept(server, table_rows(cluster, schema), "target-postgres run 1")
         server.admin("mutate", {"updates": 6, "inserts": 5})
@@ -211,9 +213,10 @@ def test_deletions_on_the_api_reach_postgres(server: FakeServer, cluster: Cluste
     server.admin("delete", {"stream": "segments", "ids": ["segment_00001"]})
     server.admin("delete", {"stream": "segment_people", "ids": [list(members[-1])]})
 
-    # teams fails after its first page: its old rows, the deleted one too, all stay
+    # teams fails on its first page (no discovery request comes first: the shipped
+    # catalog): its old rows, the deleted one too, all stay
     teams = set(table_keys(cluster, schema, "teams"))
-    server.faults({"path": "/v1/teams", "kind": "403", "times": -1, "after": 1})
+    server.faults({"path": "/v1/teams", "kind": "403", "times": -1})
     meltano_run(env, ok=False)
     assert set(table_keys(cluster, schema, "teams")) == teams
 
