@@ -303,6 +303,7 @@ def test_a_state_is_written_whole_while_other_threads_change_it() -> None:
     writer = BufferedMsgSpecWriter()
     state: dict = {"bookmarks": {"s": {"types": {}}}}
     stop = threading.Event()
+    turns = [0]
 
     def churn() -> None:
         i = 0
@@ -312,6 +313,7 @@ def test_a_state_is_written_whole_while_other_threads_change_it() -> None:
             if i % 500 == 499:
                 types.clear()
             i += 1
+            turns[0] = i
 
     worker = threading.Thread(target=churn, daemon=True)
     worker.start()
@@ -319,8 +321,12 @@ def test_a_state_is_written_whole_while_other_threads_change_it() -> None:
     out = io.TextIOWrapper(buffer)
     try:
         with contextlib.redirect_stdout(out):
-            for _ in range(3000):
+            for n in range(3000):
                 writer.write_state(state)  # raised "dictionary changed size" before
+                if n % 300 == 0:  # let the churn run between some writes, for sure
+                    seen = turns[0]
+                    while turns[0] == seen:
+                        time.sleep(0.0001)
             out.flush()
     finally:
         stop.set()
