@@ -125,6 +125,19 @@ def private_system_dir(project: Path) -> t.Iterator[Path]:
         shutil.rmtree(private, ignore_errors=True)
 
 
+def refuse_shared_settings(project: Path) -> None:
+    """Meltano reads the project's `.env` into every run: a tap setting there would reach
+    every account that leaves it out (another account's key, say)."""
+    dotenv = project / ".env"
+    if not dotenv.exists():
+        return
+    for line in dotenv.read_text().splitlines():
+        name = line.split("=", 1)[0].strip().removeprefix("export ").strip()
+        if name.startswith(PREFIX) and "=" in line and not line.lstrip().startswith("#"):
+            raise TenantError(f"the project's .env sets {name}: every account would "
+                              "inherit it; move it into the tenants file")
+
+
 def row_counts(schema: str, environ: t.Mapping[str, str]) -> dict[str, int]:
     with psycopg.connect(**warehouse(environ), autocommit=True) as con:
         tables = [r[0] for r in con.execute(
@@ -165,6 +178,7 @@ def sync(pipes: PipesContext) -> None:
         if tenant is None:
             raise TenantError(f"tenant {tenant_id!r} is no longer in the tenants file")
         env = run_environment(tenant.environment(os.environ), tenant.schema, os.environ)
+        refuse_shared_settings(project_dir())
     except TenantError as exc:
         pipes.report_custom_message({"failed": str(exc), "retry": False})
         return

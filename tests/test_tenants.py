@@ -90,3 +90,23 @@ def test_accounts_added_or_removed_in_the_file_become_or_stop_being_partitions(
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[:2] == ["AddDynamicPartitionsRequest newco",
                                             "DeleteDynamicPartitionsRequest gone"]
+
+
+def test_a_tap_setting_in_the_projects_env_file_is_refused(tmp_path: Path) -> None:
+    """Meltano reads `.env` into every run: a key there would reach every account."""
+    python = ROOT / ".venv-dagster" / "bin" / "python"
+    if not python.exists():
+        pytest.fail("Dagster is not installed (run scripts/setup.sh)")
+    (tmp_path / ".env").write_text("# TAP_ANALYTICS_PAGE_SIZE=5\nTARGET_POSTGRES_PORT=5432\n")
+    check = ("import sys; from pathlib import Path; "
+             "from orchestrate.run_tenant import refuse_shared_settings as r; "
+             "r(Path(sys.argv[1])); print('ok')")
+    proc = subprocess.run([str(python), "-c", check, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "ok", proc.stderr[-1000:]
+    (tmp_path / ".env").write_text("TAP_ANALYTICS_API_KEY=a-key-of-one-account\n")
+    proc = subprocess.run([str(python), "-c", check, str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "the project's .env sets TAP_ANALYTICS_API_KEY" in proc.stderr
+    assert "a-key-of-one-account" not in proc.stderr
