@@ -67,6 +67,9 @@ class Pipe:
                 handle.seek(0)
                 OUTPUTS.append(handle.read().decode(errors="replace"))
             assert target.returncode == 0, OUTPUTS[-1][-2000:]
+            # a signal that reached the tap once its run was over (all written, exiting)
+            # stopped nothing: that run counts as one that ended by itself
+            killed = killed and tap.returncode != 0
             if not killed:
                 assert tap.returncode == 0, OUTPUTS[-2][-2000:]
         return (json.loads(confirmed[-1]) if confirmed else state), killed, data
