@@ -48,7 +48,10 @@ class StreamRunner:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
+            # in short waits: a signal the kernel hands to another thread runs its Python
+            # handler only when the main thread next wakes up
+            while thread.is_alive():
+                thread.join(0.05)
         if self._errors:
             raise self._errors[0]
 

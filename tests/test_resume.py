@@ -35,6 +35,7 @@ class Pipe:
 
     def __init__(self, server: FakeServer, cluster: Cluster, schema: str, tmp: Path) -> None:
         self.tmp = tmp
+        self.returncode: int | None = None
         (tmp / "tap.json").write_text(json.dumps(config_for(server, page_size=50,
                                                             max_concurrency=4)))
         (tmp / "target.json").write_text(json.dumps({
@@ -70,6 +71,7 @@ class Pipe:
             # a signal that reached the tap once its run was over (all written, exiting)
             # stopped nothing: that run counts as one that ended by itself
             killed = killed and tap.returncode != 0
+            self.returncode = tap.returncode
             if not killed:
                 assert tap.returncode == 0, OUTPUTS[-2][-2000:]
         return (json.loads(confirmed[-1]) if confirmed else state), killed, data
@@ -217,7 +219,7 @@ def test_kill_while_the_target_reads_slowly(sig: int, cluster: Cluster, tmp_path
             corrupt += bad
             if killed and sig == signal.SIGTERM:
                 assert messages[-1]["type"] == "STATE", "the last line after SIGTERM"
-                assert "Stopped by SIGTERM" in OUTPUTS[-2]
+                assert "Stopped by SIGTERM" in OUTPUTS[-2], (pipe.returncode, OUTPUTS[-2][-1500:])
         _, killed, _ = pipe.run(state)
         assert not killed
         lost = records_lost(cluster, schema, server)
