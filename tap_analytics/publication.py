@@ -24,6 +24,7 @@ class SchemaPublication:
     _published: dict | None = None  # the schema in force once the conformer changed it
     _published_version = 0
     _maps: list | None = None
+    _schema_due = False  # the SDK asked for the SCHEMA; it goes out with the first record
 
     @property
     def schema(self) -> dict:
@@ -69,8 +70,6 @@ class SchemaPublication:
             self._schema_due = False
             super()._write_schema_message()
         self._maps = record_maps(self.stream_maps, self.analytics_tap.message_writer)
-
-    _schema_due = False
 
     def _write_schema_message(self) -> None:
         """The SDK asks for the stream's SCHEMA before its first page is read: it goes out
