@@ -34,7 +34,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 
 from tap_analytics.schema_inference import PROVISIONAL, infer_properties, json_kind
-from tap_analytics.timestamps import all_rfc3339, is_rfc3339
+from tap_analytics.timestamps import all_rfc3339, in_utc, is_rfc3339
 
 if t.TYPE_CHECKING:
     import logging
@@ -137,9 +137,10 @@ class Conformer:
 
     def __init__(self, stream: str, schema: dict, *, fixed: t.Iterable[str], contract: str,
                  mask: SelectionMask, logger: logging.Logger, learning: bool = False,
-                 memory: dict | None = None) -> None:
+                 memory: dict | None = None, utc: bool = False) -> None:
         """`learning`: no catalog was given, so the first page's fields are expected news.
-        `memory`: the type each field was first given, kept in the state across runs."""
+        `memory`: the type each field was first given, kept in the state across runs.
+        `utc`: date-time values are written in UTC (the `utc_timestamps` setting)."""
         self.stream = stream
         self.schema = copy.deepcopy(schema)
         self.schema.setdefault("properties", {})
@@ -152,6 +153,7 @@ class Conformer:
         self._logger = logger
         self._told: set[tuple[str, str]] = set()
         self._learning = learning
+        self._utc = utc
         self._lock = threading.Lock()
         self._deselected = any(not selected for crumb, selected in mask.items() if crumb)
         self._selected = mask[()]  # a parent read only for its children writes nothing
@@ -194,8 +196,22 @@ class Conformer:
                 misfits += self._new_fields(unknown, records)
             for record, key in misfits:
                 self._settle(record, key)
+            if self._utc:
+                self._write_in_utc(records, present)
             self._learning = False
         return records
+
+    def _write_in_utc(self, records: list[dict], present: set[str]) -> None:
+        """Every date-time value in UTC; a value already there (most) is left as it is."""
+        rules = self._rules
+        for key in present:
+            rule = rules.get(key)
+            if rule is None or not rule.datetime:
+                continue
+            for record in records:
+                value = record.get(key)
+                if type(value) is str and not value.endswith(("Z", "+00:00")):
+                    record[key] = in_utc(value)
 
     def _learn_provisional(self, records: list[dict]) -> None:
         learned = infer_properties(records, only=self._provisional)

@@ -53,7 +53,8 @@ class SchemaPublication:
                                        logger=self.logger,
                                        learning=tap.input_catalog is None
                                        or not self.settings.discovery_sampling,
-                                       memory=self.stream_state.setdefault("types", {}))
+                                       memory=self.stream_state.setdefault("types", {}),
+                                       utc=self.settings.utc_timestamps)
         return self.conformer
 
     def _write_record_message(self, record: dict) -> None:

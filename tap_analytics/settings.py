@@ -86,6 +86,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("discovery_sampling", "boolean", "--discover reads the first page of each "
             "listing to learn its fields; false: no request, the declared fields only (a sync "
             "learns the rest from the pages it reads anyway).", default=True),
+    Setting("utc_timestamps", "boolean", "Date-time values go out in UTC (the same instant: "
+            "'09:23:20+02:00' is written '07:23:20Z'), so a target that stores a timestamp "
+            "without its offset keeps the instant; false: as the API sent them.",
+            default=True),
     Setting("resources", "array", "Extra endpoints in the dlt rest_api resource shape."),
     Setting("resource_defaults", "object", "dlt's resource_defaults: merged into every entry "
             "of resources (the entry wins)."),
@@ -161,6 +165,7 @@ class Settings:
     schema_contract: str
     emit_activate_version_messages: bool
     discovery_sampling: bool
+    utc_timestamps: bool
     resources: tuple[Resource, ...]
 
     @property

@@ -9,10 +9,11 @@ UTC = datetime.timezone.utc
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z"
 )
-# The same shape with every field's range: days past the 28th still need the calendar.
+# The same shape with every field's range, as strict validators (rfc3339-validator) check
+# it: no year 0000, no leap second; days past the 28th still need the calendar.
 _RFC3339_RANGES = re.compile(
-    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8]|(29|3[01]))[Tt](?:[01]\d|2[0-3]):[0-5]\d:"
-    r"(?:[0-5]\d|60)(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)\Z"
+    r"(?!0000)\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8]|(29|3[01]))[Tt](?:[01]\d|2[0-3]):"
+    r"[0-5]\d:[0-5]\d(?:\.\d+)?(?:[Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)\Z"
 )
 
 
@@ -35,6 +36,30 @@ def parse_instant(value: str) -> datetime.datetime | None:
             return None
         moment -= sign * datetime.timedelta(hours=hours, minutes=minutes)
     return moment
+
+
+_UTC_ZONES = ("Z", "z", "+00:00", "-00:00")
+
+
+def in_utc(value: str) -> str:
+    """An RFC 3339 date-time written in UTC, naming the same instant; anything else as it is.
+
+    Offsets are whole minutes, so the seconds and fraction are kept as written (a leap
+    second, nanoseconds): only the date, hour and minute move.
+    """
+    if value.endswith(_UTC_ZONES):
+        return value
+    match = _RFC3339.match(value)
+    if match is None:
+        return value
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    offset = datetime.timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    try:
+        moment = datetime.datetime(int(year), int(month), int(day), int(hour), int(minute))
+        moment = moment - offset if zone[0] == "+" else moment + offset
+    except (ValueError, OverflowError):
+        return value  # outside years 1-9999 in UTC: as sent
+    return f"{moment:%Y-%m-%dT%H:%M}:{second}{fraction or ''}Z"
 
 
 _RFC3339_LINES = re.compile("(?:" + _RFC3339_RANGES.pattern.removesuffix("\\Z") + "\n)*")

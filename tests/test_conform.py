@@ -26,10 +26,11 @@ SCHEMA = {"type": "object", "required": ["id"], "properties": {
 
 
 def conformer(contract: str = "evolve", mask: SelectionMask | None = None,
-              memory: dict | None = None, schema: dict = SCHEMA) -> Conformer:
+              memory: dict | None = None, schema: dict = SCHEMA, utc: bool = False
+              ) -> Conformer:
     return Conformer("things", schema, fixed=["id"], contract=contract,
                      mask=mask or SelectionMask(), logger=logging.getLogger("test"),
-                     memory=memory)
+                     memory=memory, utc=utc)
 
 
 def valid(c: Conformer, record: dict) -> bool:
@@ -53,6 +54,9 @@ def test_a_value_its_declared_type_holds_exactly_is_converted(field, sent, kept)
 @pytest.mark.parametrize(("field", "sent", "variant"), [
     ("flag", "yes", "flag__v_text"), ("count", 3.5, "count__v_double"),
     ("count", "042", "count__v_text"), ("seen_at", "yesterday", "seen_at__v_text"),
+    # strict validators (rfc3339-validator) know no leap second and no year 0
+    ("seen_at", "2016-12-31T23:59:60Z", "seen_at__v_text"),
+    ("seen_at", "0000-01-01T00:00:00Z", "seen_at__v_text"),
     ("attrs", [1], "attrs__v_json"), ("ratio", True, "ratio__v_bool"),
 ])
 def test_any_other_value_moves_to_a_variant_field(field, sent, variant) -> None:
@@ -61,6 +65,38 @@ def test_any_other_value_moves_to_a_variant_field(field, sent, variant) -> None:
     c.conform_page([record])
     assert field not in record and record[variant] == sent
     assert variant in c.schema["properties"] and c.version == 1 and valid(c, record)
+
+
+@pytest.mark.parametrize(("sent", "written"), [
+    ("2025-01-01T09:23:20+02:00", "2025-01-01T07:23:20Z"),
+    ("2025-01-01T01:00:00.123456789+05:30", "2024-12-31T19:30:00.123456789Z"),
+    ("2024-02-28T22:59:00-01:15", "2024-02-29T00:14:00Z"),  # a leap day
+    ("2016-12-31T22:44:59.5-01:15", "2016-12-31T23:59:59.5Z"),
+    ("2025-06-30T12:00:00Z", "2025-06-30T12:00:00Z"),
+    ("2025-06-30T12:00:00+00:00", "2025-06-30T12:00:00+00:00"),
+    ("2025-06-30t12:00:00z", "2025-06-30t12:00:00z"),
+    ("0001-01-01T00:30:00+01:00", "0001-01-01T00:30:00+01:00"),  # before year 1 in UTC
+])
+def test_utc_timestamps_writes_each_date_time_in_utc(sent, written) -> None:
+    c = conformer(utc=True)
+    record = {"id": "a", "seen_at": sent, "name": "2025-01-01T09:23:20+02:00"}
+    c.conform_page([record])
+    assert record == {"id": "a", "seen_at": written, "name": "2025-01-01T09:23:20+02:00"}
+    assert valid(c, record)
+
+
+def test_utc_timestamps_reaches_fields_learned_on_the_page_and_only_with_the_setting() -> None:
+    sent = {"id": "a", "seen_at": "2025-01-01T09:23:20-03:00",
+            "closed_at": "2025-01-01T23:00:00-03:00"}
+    c = conformer(utc=True)
+    records = [dict(sent)]
+    c.conform_page(records)
+    assert c.schema["properties"]["closed_at"]["format"] == "date-time"
+    assert records[0]["seen_at"] == "2025-01-01T12:23:20Z"
+    assert records[0]["closed_at"] == "2025-01-02T02:00:00Z"
+    as_sent = [dict(sent)]
+    conformer().conform_page(as_sent)
+    assert as_sent == [sent]
 
 
 def test_a_new_field_is_typed_from_its_page() -> None:

@@ -184,12 +184,15 @@ def test_meltano_run_under_drift_keeps_every_value(seed: int, cluster: Cluster, 
     changes between them) land every record and keep every value, typed columns intact.
     For the first seed the target validates every record (the shipped `meltano.yml` turns
     that off, as the tap already checks each one against the SCHEMA in force): none is
-    rejected; the other seeds run the shipped configuration."""
+    rejected; the other seeds run the shipped configuration. The last seed's target session
+    is in a time zone 5:45 ahead of UTC: every date-time must still land as its instant."""
     server = start_server(scale=150, segments=4, drift_seed=seed)
     try:
         env = meltano_env(server, cluster, schema, tmp_path)
         if seed == SEEDS[0]:
             env["TARGET_POSTGRES_VALIDATE_RECORDS"] = "true"
+        if seed == SEEDS[-1]:
+            env["PGTZ"] = "Asia/Kathmandu"  # libpq's session TimeZone
         meltano_run(env)
         assert_all_kept(server, table_rows(cluster, schema), "target-postgres run 1")
         server.admin("mutate", {"updates": 6, "inserts": 5})
