@@ -13,6 +13,9 @@ a wrong load fails the benchmark. Contenders:
   shipped catalog (no discovery) with target-postgres' INSERT path, then the shipped
   `meltano.yml` itself: that, with `use_copy` (exact because the tap writes date-times in
   UTC, `utc_timestamps`).
+- the floor (`bench/floor.py`): the shipped `meltano run` with a stand-in tap replaying the
+  real tap's recorded output, as RECORD messages and as BATCH files: what Meltano and
+  target-postgres take whatever the tap does.
 - dlt `rest_api_source`, every resource parallelized, dlt's postgres destination, merge.
 """
 
@@ -33,6 +36,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import floor  # noqa: E402
 from bench.procs import PeakRss  # noqa: E402
 from bench.run import BENCH_PY, Server  # noqa: E402
 from tests.pg import MELTANO, start_cluster, stop_cluster  # noqa: E402
@@ -53,6 +57,8 @@ LEVERS = {
     "+ use_copy, date-times in UTC: the shipped meltano.yml": {},
 }
 SHIPPED = "+ use_copy, date-times in UTC: the shipped meltano.yml"
+FLOOR = "floor: a tap that costs nothing (replays the tap's RECORD messages)"
+FLOOR_BATCH = "floor: the same records as BATCH files (one per stream)"
 DLT = "dlt rest_api_source, parallelized, postgres destination"
 PROGRAMS = ("meltano", "tap-analytics", "target-postgres")
 
@@ -111,21 +117,32 @@ def timed(argv: list[str], env: dict, cwd: Path) -> tuple[float, PeakRss]:
     return time.monotonic() - started, peak
 
 
-def contenders(server: Server, cluster, tmp: Path) -> dict:
+def contenders(server: Server, cluster, tmp: Path, floors: dict | None = None) -> dict:
+    levers = {**LEVERS, **(floors or {})}
+
     def make(name: str):
         def argv(schema: str) -> tuple[list[str], dict, Path]:
             if name == DLT:
                 return dlt_argv(server, cluster, schema, tmp)
-            return meltano_argv(server, cluster, schema, tmp, LEVERS[name])
+            return meltano_argv(server, cluster, schema, tmp, levers[name])
         return argv
-    return {name: make(name) for name in [*LEVERS, DLT]}
+    return {name: make(name) for name in [*levers, DLT]}
+
+
+def floors(server: Server, tmp: Path) -> dict:
+    """The floor contenders' settings: one recording of the real tap per fake API."""
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    recorded = floor.record(server.url, folder / "recorded.singer")
+    batches = floor.as_batches(recorded, folder / "batches")
+    return {FLOOR: floor.floor_env(folder / "sys", recorded),
+            FLOOR_BATCH: floor.floor_env(folder / "sys", batches)}
 
 
 def at_latency(args: argparse.Namespace, cluster, latency: float, tmp: Path) -> dict:
     server = Server(scale=args.scale, latency_ms=latency)
     try:
         expected = expected_keys(server)
-        runs = contenders(server, cluster, tmp)
+        runs = contenders(server, cluster, tmp, floors(server, tmp))
         walls: dict[str, list[float]] = {name: [] for name in runs}
         rows = 0
         for _ in range(args.rounds):
@@ -184,7 +201,7 @@ def report(args: argparse.Namespace, results: dict, mem: dict) -> None:
               f"median of {args.rounds}, {os.cpu_count()} cores; every table checked.\n")
         print("| contender | " + " | ".join(f"{lat:g} ms per request" for lat in latencies) + " |")
         print("|---|" + "---:|" * len(latencies))
-        for name in [*LEVERS, DLT]:
+        for name in [*LEVERS, FLOOR, FLOOR_BATCH, DLT]:
             cells = []
             for lat in latencies:
                 walls = results[lat]["walls"]

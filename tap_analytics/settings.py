@@ -266,6 +266,9 @@ def parse_settings(config: t.Mapping[str, t.Any], reserved: t.Iterable[str | Res
     """
     for secret in (s.name for s in SETTINGS if s.secret):
         register_secret(config.get(secret))
+    if config.get("batch_config"):
+        _fail("batch_config", "is not supported: the tap writes RECORD messages (its SCHEMA "
+              "and table versions travel with them; Singer BATCH files would lose both)")
     values = {s.name: setting_value(config, s.name) for s in SETTINGS
               if s.name not in ("resources", "resource_defaults")}
     if require_credentials:

@@ -34,6 +34,9 @@ COMBINATIONS = [
      "resources"),
     ({"resources": [{"name": "x", "endpoint": {"path": "/x/{id}", "params": {
         "id": {"type": "resolve", "resource": "nowhere", "field": "id"}}}}]}, "resources"),
+    # the SDK's Singer BATCH setting: refused, its path would skip SCHEMA and table versions
+    ({"batch_config": {"encoding": {"format": "jsonl", "compression": "gzip"},
+                       "storage": {"root": "file:///tmp"}}}, "batch_config"),
 ]
 CASES = ([(name, {name: value}, name) for name, value in WRONG_TYPE.items()]
          + [(name, {name: value}, name) for name, value in OUT_OF_RANGE.items()]
@@ -57,7 +60,8 @@ def test_bad_setting_is_named_before_any_request(server, case, overrides, settin
 
 
 @pytest.mark.parametrize("overrides", [{"page_size": 0}, {"api_key": 12345678},
-                                       {"auth_type": "oauth2"}, {"resources": "all"}])
+                                       {"auth_type": "oauth2"}, {"resources": "all"},
+                                       {"batch_config": {"encoding": {"format": "jsonl"}}}])
 def test_cli_bad_config_is_one_line_and_exit_2(server, overrides) -> None:
     config = config_for(server)
     config.update(overrides)
