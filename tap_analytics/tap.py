@@ -184,6 +184,12 @@ def main() -> None:
         LOGGER.debug("Traceback of the failure", exc_info=True)
         message = str(exc) or type(exc).__name__
         fail(1, "tap-analytics failed: %s", redact(message.splitlines()[0]))
+    sys.stdout.flush()
+    # The run is over and all of it written: a signal now stops nothing. Python puts the
+    # default handlers back while it winds down, so a SIGTERM in those last milliseconds
+    # would end a complete run as killed (-15); ignored, the run exits as it ended.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from fake_api.server import serve_recorder
+from tap_analytics.timestamps import to_instant
 from tests.helpers import (
     FakeServer,
     catalog_selecting,
@@ -76,10 +77,12 @@ def test_mixed_rfc3339_forms_are_compared_as_instants(mixed: FakeServer) -> None
     second = run_cli(config, state=first.last_state)
     assert second.returncode == 0, second.stderr[-2000:]
     for name in ("contacts", "conversations", "peoples"):
-        truth = {r["id"]: r["updated_at"] for r in mixed.api.data.tables[name]}
-        merged = {**{r["id"]: r["updated_at"] for r in first.records[name]},
-                  **{r["id"]: r["updated_at"] for r in second.records[name]}}
+        truth = {r["id"]: to_instant(r["updated_at"]) for r in mixed.api.data.tables[name]}
+        written = [*first.records[name], *second.records[name]]
+        merged = {r["id"]: to_instant(r["updated_at"]) for r in written}
         assert merged == truth, name
+        # the same instants, written in UTC (utc_timestamps): the API sent several offsets
+        assert all(r["updated_at"].endswith(("Z", "+00:00")) for r in written), name
         for request in mixed.requests():
             since = request["query"].get("updated_since")
             assert since is None or (since.endswith("Z") and len(since) == 20)

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import tempfile
 import typing as t
 import uuid
@@ -259,6 +260,25 @@ def test_sigterm_and_ctrl_c_end_promptly_and_cleanly(sig, code) -> None:
     finally:
         server.server.shutdown()
         server.server.server_close()
+
+
+def test_a_signal_once_the_run_is_written_stops_nothing(server, tmp_path: Path) -> None:
+    """Python puts the default handlers back while it winds down: a SIGTERM then would end
+    a complete run as killed (-15, seen in the slow-reader test). Once everything is
+    written the tap ignores signals, so the run exits as it ended."""
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(config_for(server)))
+    probe = ("import atexit, signal, sys\n"
+             "name = lambda s: getattr(signal.getsignal(s), 'name', 'a Python handler')\n"
+             "atexit.register(lambda: print('at exit:', name(signal.SIGTERM),"
+             " name(signal.SIGINT), file=sys.stderr))\n"
+             f"sys.argv = ['tap-analytics', '--config', {str(config)!r}]\n"
+             "from tap_analytics.tap import main\nmain()\n")
+    run = subprocess.run([sys.executable, "-c", probe], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True, timeout=120)
+    OUTPUTS.append(run.stderr)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr.splitlines()[-1] == "at exit: SIG_IGN SIG_IGN"
 
 
 def test_target_going_away_is_a_clear_error(server) -> None:
