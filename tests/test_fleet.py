@@ -107,3 +107,23 @@ def test_fleet_lands_every_account_alone_twice(fleet_servers: dict[str, FakeServ
         for stream in INCREMENTAL:
             mark = state["singer_state"]["bookmarks"][stream]["replication_key_value"]
             assert mark == max(r["updated_at"] for r in records[stream]), (name, stream)
+    assert_no_key_stored(cluster, tmp_path / "dagster",
+                         [s.api.api_key for s in fleet_servers.values()] + ["revoked-by-the-api"])
+
+
+def assert_no_key_stored(cluster: Cluster, dagster_home: Path, keys: list[str]) -> None:
+    """No account's key in what outlives the runs: Dagster's instance (event logs, run
+    storage, compute logs) and Meltano's tables in PostgreSQL (state, runs)."""
+    files = [p for p in dagster_home.rglob("*") if p.is_file()]
+    assert files, "the Dagster instance kept nothing to look at"
+    leaks = [f"{p.relative_to(dagster_home)}" for p in files
+             if any(key.encode() in p.read_bytes() for key in keys)]
+    with cluster.connect() as con:
+        tables = [r[0] for r in con.execute(
+            "select table_name from information_schema.tables where table_schema = 'meltano'"
+        ).fetchall()]
+        for table in tables:
+            text = "\n".join(r[0] for r in con.execute(
+                f'select t::text from meltano."{table}" t').fetchall())
+            leaks += [f"meltano.{table}" for key in keys if key in text]
+    assert tables and not leaks, f"an API key is stored in {leaks}"
