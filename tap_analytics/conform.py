@@ -34,7 +34,7 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 
 from tap_analytics.schema_inference import PROVISIONAL, infer_properties, json_kind
-from tap_analytics.timestamps import all_rfc3339, in_utc, is_rfc3339
+from tap_analytics.timestamps import UTC_ZONES, all_rfc3339, in_utc, is_rfc3339
 
 if t.TYPE_CHECKING:
     import logging
@@ -210,7 +210,7 @@ class Conformer:
                 continue
             for record in records:
                 value = record.get(key)
-                if type(value) is str and not value.endswith(("Z", "+00:00")):
+                if type(value) is str and not value.endswith(UTC_ZONES):  # most are
                     record[key] = in_utc(value)
 
     def _learn_provisional(self, records: list[dict]) -> None:

@@ -38,16 +38,16 @@ def parse_instant(value: str) -> datetime.datetime | None:
     return moment
 
 
-_UTC_ZONES = ("Z", "z", "+00:00", "-00:00")
+UTC_ZONES = ("Z", "z", "+00:00", "-00:00")  # the suffixes of a date-time already in UTC
 
 
 def in_utc(value: str) -> str:
     """An RFC 3339 date-time written in UTC, naming the same instant; anything else as it is.
 
-    Offsets are whole minutes, so the seconds and fraction are kept as written (a leap
-    second, nanoseconds): only the date, hour and minute move.
+    Offsets are whole minutes, so the seconds and fraction are kept as written (digits past
+    microseconds included): only the date, hour and minute move.
     """
-    if value.endswith(_UTC_ZONES):
+    if value.endswith(UTC_ZONES):
         return value
     match = _RFC3339.match(value)
     if match is None:
