@@ -18,6 +18,7 @@ just fetched that are new. A `Page` (paginator and token) is what a request is m
 
 from __future__ import annotations
 
+import logging
 import operator
 import typing as t
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ if t.TYPE_CHECKING:
 
     from tap_analytics.resources import PaginatorSpec
 
+LOGGER = logging.getLogger("tap-analytics")
 MAX_REREADS = 10  # a listing that keeps shifting stops the run instead of spinning
 
 
@@ -66,6 +68,7 @@ class Since:
 class OffsetToken:
     offset: int
     reread: int = 0  # how many times the listing was started again
+    overlap: bool = False  # the page opens with the record the previous one ended on
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class KeysetToken:
     since: t.Any  # what the bookmark parameter carries; None on a first run
     offset: int = 0
     reread: int = 0
+    overlap: bool = False
 
 
 def _total(response: requests.Response, path: tuple[str, ...]) -> int | None:
@@ -81,15 +85,27 @@ def _total(response: requests.Response, path: tuple[str, ...]) -> int | None:
 
 
 class _PageListing(BaseAPIPaginator[t.Any]):
-    """Shared by the offset shapes: the last page is short, or `offset + received >= total`."""
+    """Shared by the offset shapes: where a listing ends, whatever page sizes the API keeps.
 
-    def __init__(self, start: t.Any, spec: PaginatorSpec, page_size: int, stream: str) -> None:
+    A page shorter than asked does not end the listing by itself: APIs cap pages below the
+    asked `limit` without saying so. The listing ends at `total`, or at a page that brings
+    nothing past its overlap (without a `total`, the one request after a short page). An
+    API found capping is told once, and read at its cap from then on.
+    """
+
+    def __init__(self, start: t.Any, spec: PaginatorSpec, page_size: int, stream: str,
+                 logger: logging.Logger | None = None) -> None:
         super().__init__(start)
         self.page_size = page_size
+        self.asked = page_size  # what the settings ask, for the warning
         self._spec = spec
         self._total_path = tuple(spec.total_path.split("."))
         self._stream = stream
+        self._logger = logger or LOGGER
         self._received = 0
+        self._beyond = 0  # records of the page past the overlap
+        self._short: int | None = None  # the size of the last page, when shorter than asked
+        self._warned = False
 
     def request_params(self, token: t.Any) -> dict[str, t.Any]:
         return {self._spec.limit_param: self.page_size, self._spec.offset_param: token.offset}
@@ -97,14 +113,49 @@ class _PageListing(BaseAPIPaginator[t.Any]):
     def accept(self, records: list[dict]) -> list[dict]:
         raise NotImplementedError
 
+    def _page(self, records: list[dict], token: t.Any) -> None:
+        self._received = len(records)
+        self._beyond = len(records) - 1 if token.overlap else len(records)
+
     def has_more(self, response: requests.Response) -> bool:
+        if self._beyond <= 0:
+            return False  # an empty page: the listing is read
         received = self._received
-        if received < self.page_size:
-            return False
         total = _total(response, self._total_path)
-        return total is None or self.current_value.offset + received < total
+        more = total is None or self.current_value.offset + received < total
+        if self._short is not None:  # the page before was short, and this one brought more
+            self._capped(self._short)
+        self._short = received if more and received < self.page_size else None
+        if total is not None and self._short is not None:  # short of what total promises
+            self._capped(self._short)
+            self._short = None
+        return more
+
+    def _capped(self, cap: int) -> None:
+        """The API answers at most `cap` records a page: read the rest at that size."""
+        if cap >= self.page_size:
+            return
+        self.page_size = max(1, cap)
+        if self._warned:
+            self._logger.info("Stream '%s': the API now answers at most %d records a page.",
+                              self._stream, cap)
+            return
+        self._warned = True
+        self._logger.warning(
+            "Stream '%s': the API answered %d records to a page of %d and had more: it caps "
+            "its pages. The rest of the listing is read %d at a time; page_size %d (or the "
+            "resource's paginator limit) avoids the extra requests.",
+            self._stream, cap, self.asked, cap, cap)
+
+    def _next_offset(self, offset: int, received: int) -> tuple[int, bool]:
+        """Where the next page starts: on the last record received (an overlap of one), or
+        right after it when a page cannot hold an overlap and something new."""
+        if received > 1 and self.page_size > 1:
+            return offset + received - 1, True
+        return offset + received, False
 
     def _restart(self, why: str) -> None:
+        self._short = None
         if self.current_value.reread >= MAX_REREADS:
             msg = (f"{self._stream}: the listing changed under the tap on each of "
                    f"{MAX_REREADS + 1} reads ({why}); try again when it is quieter")
@@ -115,15 +166,13 @@ class OverlapOffsetPaginator(_PageListing):
     """`limit`/`offset` pages overlapping by one record; a shift means a second read."""
 
     def __init__(self, spec: PaginatorSpec, page_size: int, key: t.Sequence[str],
-                 stream: str = "") -> None:
-        super().__init__(OffsetToken(0), spec, page_size, stream)
+                 stream: str = "", logger: logging.Logger | None = None) -> None:
+        super().__init__(OffsetToken(0), spec, page_size, stream, logger)
         # the record's key as it comes from the API (a child's parent key is stamped later)
         self._key_of = operator.itemgetter(*key)
         self._written: set[tuple] = set()  # keys written, for a listing read again
         self._last: tuple | None = None  # the key the previous page ended on
         self._shifted = False
-        # a page of one record cannot overlap the next: such listings cannot tell a shift
-        self._step = page_size - 1 if page_size > 1 else 1
 
     def key_of(self, record: dict) -> t.Any:
         try:
@@ -132,19 +181,19 @@ class OverlapOffsetPaginator(_PageListing):
             return None  # the conformer names a record without its key
 
     def accept(self, records: list[dict]) -> list[dict]:
-        self._received = len(records)
+        token = self.current_value
+        self._page(records, token)
         keys = self._keys(records)
-        overlap = self.current_value.offset > 0 and self.page_size > 1
-        if overlap and (not records or keys[0] != self._last):
+        if token.overlap and (not records or keys[0] != self._last):
             self._restart("a page did not start where the previous one ended")
             self._shifted = True
             return []
         self._shifted = False
         if records:
             self._last = keys[-1]
-        start = 1 if overlap else 0
+        start = 1 if token.overlap else 0
         fresh, new = records[start:], keys[start:]
-        if self.current_value.reread:
+        if token.reread:
             written = self._written
             kept = [i for i, key in enumerate(new) if key not in written]
             fresh, new = [fresh[i] for i in kept], [new[i] for i in kept]
@@ -164,17 +213,20 @@ class OverlapOffsetPaginator(_PageListing):
         token = self.current_value
         if self._shifted:
             return OffsetToken(0, token.reread + 1)
-        return OffsetToken(token.offset + self._step, token.reread)
+        offset, overlap = self._next_offset(token.offset, self._received)
+        return OffsetToken(offset, token.reread, overlap)
 
     def planned(self, response: requests.Response, window: int) -> list[OffsetToken]:
         """The next pages up to the listing's `total` (at most `window` of them), which can
-        be fetched before this one is read: their overlaps still tell a shift."""
+        be fetched before this one is read: their overlaps still tell a shift. A page that
+        comes back shorter than planned only costs the pages planned after it."""
         total = _total(response, self._total_path)
         token = self.current_value
         if total is None or self.page_size < 2:
             return []
-        offsets = range(token.offset, total, self._step)
-        return [OffsetToken(offset, token.reread) for offset in offsets[:window]]
+        step = self.page_size - 1
+        later = range(token.offset + step, total - 1, step)
+        return [token, *(OffsetToken(o, token.reread, True) for o in later)][:window]
 
 
 class KeysetPaginator(_PageListing):
@@ -187,11 +239,12 @@ class KeysetPaginator(_PageListing):
     """
 
     def __init__(self, bookmark: t.Any, spec: PaginatorSpec, page_size: int, since_param: str,
-                 field: str, timestamp: bool, stream: str = "") -> None:
+                 field: str, timestamp: bool, stream: str = "",
+                 logger: logging.Logger | None = None) -> None:
         position = None if bookmark is None else (
             to_instant(bookmark) if timestamp else bookmark)
         super().__init__(KeysetToken(self._since_for(position, timestamp)), spec, page_size,
-                         stream)
+                         stream, logger)
         self._since_param = since_param
         self._field = field
         self._timestamp = timestamp
@@ -200,6 +253,7 @@ class KeysetPaginator(_PageListing):
         self._last: t.Any = None
         self._seen: set = set()  # ids read at exactly that position
         self._group = 0  # records of the page at or after the value the next page asks from
+        self._tail: t.Any = None  # the id of the last record of the page before
         self._shifted = False
 
     def request_params(self, token: KeysetToken) -> dict[str, t.Any]:
@@ -207,8 +261,12 @@ class KeysetPaginator(_PageListing):
         return params if token.since is None else {**params, self._since_param: token.since}
 
     def position(self, record: dict) -> t.Any:
+        """Where a record stands in the listing's order; None for a record without a value
+        (null, missing or empty): it is read like any other and places nothing."""
         value = record.get(self._field)
-        if not self._timestamp or value is None:
+        if value is None or value == "":
+            return None
+        if not self._timestamp:
             return value
         try:
             return to_instant(value)
@@ -222,16 +280,20 @@ class KeysetPaginator(_PageListing):
             position < last or (position == last and ident in self._seen))
 
     def accept(self, records: list[dict]) -> list[dict]:
-        self._received = len(records)
-        positions = [self.position(r) for r in records]
         token = self.current_value
-        if token.offset and (not records or not self._read(positions[0], records[0].get("id"))):
+        self._page(records, token)
+        positions = [self.position(r) for r in records]
+        lead = self._lead(records, positions) if token.overlap else 0
+        if token.overlap and not lead:
             self._restart("the records at the bookmark value changed")
             self._shifted = True
             return []
         self._shifted = False
+        self._beyond = len(records) - lead
+        if records:
+            self._tail = records[-1].get("id")
         fresh = []
-        for record, position in zip(records, positions, strict=True):
+        for record, position in zip(records[lead:], positions[lead:], strict=True):
             if self._read(position, record.get("id")):
                 continue
             fresh.append(record)
@@ -248,6 +310,17 @@ class KeysetPaginator(_PageListing):
             self._group += 1
         return fresh
 
+    def _lead(self, records: list[dict], positions: list[t.Any]) -> int:
+        """How many records open the page that this run has read already (at least the
+        last one of the page before, unless the listing changed)."""
+        lead = 0
+        for record, position in zip(records, positions, strict=True):
+            ident = record.get("id")
+            if not (self._read(position, ident) or (lead == 0 and ident == self._tail)):
+                break
+            lead += 1
+        return lead
+
     def _anchor(self, position: t.Any) -> t.Any:
         """Where the next page asks from: the position, to the whole second for a time."""
         if self._timestamp and position is not None:
@@ -263,10 +336,11 @@ class KeysetPaginator(_PageListing):
             return KeysetToken(token.since, 0, token.reread + 1)
         since = self._since_for(self._last, self._timestamp)
         if since == token.since:  # still inside one value: step on, overlapping one record
-            step = self._received - 1 if self.page_size > 1 else self._received
-            return KeysetToken(since, token.offset + step, token.reread)
-        overlap = 1 if self.page_size > 1 else 0
-        return KeysetToken(since, max(0, self._group - overlap), token.reread)
+            offset, overlap = self._next_offset(token.offset, self._received)
+            return KeysetToken(since, offset, token.reread, overlap)
+        # the page's last record opens the next page (its value is asked from again)
+        overlap = self.page_size > 1 and self._group > 0
+        return KeysetToken(since, max(0, self._group - overlap), token.reread, overlap)
 
     @staticmethod
     def _since_for(position: t.Any, timestamp: bool) -> t.Any:
@@ -314,17 +388,17 @@ class OnePagePaginator(SinglePagePaginator):
 
 
 def build_paginator(spec: PaginatorSpec, page_size: int, *, key: t.Sequence[str], stream: str,
-                    keyset: tuple[str, bool] | None = None, since: Since = Since()
-                    ) -> BaseAPIPaginator:
+                    keyset: tuple[str, bool] | None = None, since: Since = Since(),
+                    logger: logging.Logger | None = None) -> BaseAPIPaginator:
     """A fresh paginator for one listing; `keyset` is (bookmark field, is a timestamp) for a
     listing read by its bookmark values (`since.value` the raw start), `since` otherwise
     the incremental parameter every request carries."""
     if spec.type == "offset" and keyset is not None:
         field, timestamp = keyset
         return KeysetPaginator(since.value, spec, page_size, since.param, field, timestamp,
-                               stream)
+                               stream, logger)
     if spec.type == "offset":
-        return OverlapOffsetPaginator(spec, page_size, key, stream)
+        return OverlapOffsetPaginator(spec, page_size, key, stream, logger)
     if spec.type == "cursor":
         return CursorPaginator(spec, page_size, since)
     return OnePagePaginator(since)

@@ -63,7 +63,8 @@ class PagedListing:
         # a child's records get their parent's key after paging: page by the others
         key = [k for k in self.primary_keys if k not in (context or {})] or self.primary_keys
         return build_paginator(resource.paginator, self.page_size, key=key, stream=self.name,
-                               keyset=keyset, since=Since(resource.incremental_param, start))
+                               keyset=keyset, since=Since(resource.incremental_param, start),
+                               logger=self.logger)
 
     def get_url_params(self, context: Context | None, next_page_token: Page) -> dict:
         """The resource's fixed parameters and what its paginator asks for this page."""

@@ -45,16 +45,16 @@ def test_offset_reads_each_record_once(requests_mock, size, limit, with_total) -
 
 
 def overlapping_offsets(size: int, limit: int, with_total: bool) -> list[int]:
-    """Pages overlap by one record (so a shifted listing shows); the last one is short, or
-    ends at `total`: without a total, a listing that fills its last page needs one more."""
-    step = limit - 1 if limit > 1 else 1
-    offsets, offset = [], 0
+    """Pages overlap by one record (so a shifted listing shows) and end at `total`, or at a
+    page with nothing past its overlap: without a total, the request after a short page
+    (a short page alone does not prove the end: APIs cap pages below `limit`)."""
+    offsets, offset, overlap = [], 0, False
     while True:
         offsets.append(offset)
         got = max(0, min(limit, size - offset))
-        if got < limit or (with_total and offset + got >= size):
+        if got - overlap <= 0 or (with_total and offset + got >= size):
             return offsets
-        offset += step
+        offset, overlap = (offset + got - 1, True) if got > 1 else (offset + got, False)
 
 
 @HYPOTHESIS
@@ -129,3 +129,77 @@ def test_total_stops_without_an_extra_request(requests_mock, total) -> None:
     records = list(stream_of(make_tap(page_size=3), "teams").get_records(None))
     assert len(records) == total
     assert len(requests_mock.request_history) == 1
+
+
+def serve_capped(mock, path: str, rows: list[dict], caps: list[int], *, with_total: bool,
+                 key: str = "data") -> list[tuple[int, int]]:
+    """An API that answers at most `caps[n // 3]` records to the n-th request, whatever
+    `limit` asks (its cap changes mid-listing), filtering by `updated_since` as API.md says."""
+    calls: list[tuple[int, int]] = []
+
+    def page(request, context):
+        q = query(request)
+        limit, offset = int(q["limit"]), int(q["offset"])
+        cap = caps[min(len(calls) // 3, len(caps) - 1)]
+        calls.append((offset, limit))
+        since = q.get("updated_since")
+        listing = [r for r in rows if since is None or r["updated_at"] >= since]
+        body = {key: listing[offset:offset + min(limit, cap)]}
+        if with_total:
+            body["total"] = len(listing)
+        return body
+
+    mock.get(re.compile(re.escape(BASE + path)), json=page)
+    return calls
+
+
+def stamped(i: int) -> str:
+    return f"2026-03-01T10:{i // 60 % 60:02d}:{i % 60:02d}Z"
+
+
+@HYPOTHESIS
+@given(size=st.integers(0, 160), limit=st.integers(2, 40),
+       caps=st.lists(st.integers(1, 45), min_size=1, max_size=3), with_total=st.booleans(),
+       name=st.sampled_from(["teams", "contacts"]))
+def test_a_page_cap_below_limit_loses_nothing(requests_mock, caplog, size, limit, caps,
+                                              with_total, name) -> None:
+    requests_mock.reset()
+    caplog.clear()
+    # incremental rows share their updated_at in threes (ties by id), as API.md orders them
+    rows = [{"id": f"r{i:04d}", "updated_at": stamped(i // 3)} for i in range(size)]
+    calls = serve_capped(requests_mock, f"/v1/{name}", rows, caps, with_total=with_total)
+    records = list(stream_of(make_tap(page_size=limit), name).get_records(None))
+    assert [r["id"] for r in records] == [r["id"] for r in rows], "a record lost or repeated"
+    smallest = min(min(caps), limit)
+    # each page but the probes brings at least cap - 1 new records
+    assert len(calls) <= 2 * (size // max(1, smallest - 1)) + 3 * len(caps) + 4
+    warned = [r for r in caplog.records if "caps its pages" in r.getMessage()]
+    assert len(warned) <= 1, "the cap is told once per listing"
+    if warned:
+        assert "page_size" in warned[0].getMessage()
+
+
+@pytest.mark.parametrize("with_total", [True, False])
+@pytest.mark.parametrize("name", ["teams", "contacts"])
+def test_an_api_that_honours_limit_costs_at_most_one_request_more(requests_mock, caplog,
+                                                                  with_total, name) -> None:
+    rows = [{"id": f"r{i:04d}", "updated_at": stamped(i)} for i in range(95)]
+    calls = serve_capped(requests_mock, f"/v1/{name}", rows, [1000], with_total=with_total)
+    records = list(stream_of(make_tap(page_size=20), name).get_records(None))
+    assert [r["id"] for r in records] == [r["id"] for r in rows]
+    pages = -(-95 // 19)  # pages of 20 overlapping by one
+    assert len(calls) == pages + (0 if with_total else 1)
+    assert "caps its pages" not in caplog.text
+
+
+def test_a_capped_listing_is_read_at_the_cap_and_told_once(requests_mock, caplog) -> None:
+    rows = [{"id": f"r{i:04d}"} for i in range(100)]
+    calls = serve_capped(requests_mock, "/v1/teams", rows, [10], with_total=False)
+    records = list(stream_of(make_tap(page_size=50), "teams").get_records(None))
+    assert len(records) == 100
+    assert [lim for _, lim in calls[:2]] == [50, 50] and {lim for _, lim in calls[2:]} == {10}
+    warned = [r.getMessage() for r in caplog.records if "caps its pages" in r.getMessage()]
+    assert warned == [
+        "Stream 'teams': the API answered 10 records to a page of 50 and had more: it caps "
+        "its pages. The rest of the listing is read 10 at a time; page_size 10 (or the "
+        "resource's paginator limit) avoids the extra requests."]
