@@ -25,6 +25,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="updated_at in every RFC 3339 form, some with offsets")
     parser.add_argument("--drift-seed", type=int, default=None,
                         help="drift mode: undocumented fields and changing types from this seed")
+    parser.add_argument("--page-cap", type=int, action="append", default=[],
+                        help="answer at most this many records a page whatever limit asks "
+                             "(repeat: the cap changes every --cap-every requests to a path)")
+    parser.add_argument("--cap-every", type=int, default=3)
+    parser.add_argument("--total-mode", choices=("mixed", "always", "never"), default="mixed",
+                        help="which offset listings state their total")
+    parser.add_argument("--missing-cursor-seed", type=int, default=None,
+                        help="some records' updated_at null, absent or empty, from this seed")
     parser.add_argument("--api-key", default="test-key")
     parser.add_argument("--token-ttl", type=int, default=3600)
     parser.add_argument("--fault", action="append", default=[],
@@ -35,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     api = FakeAPI(scale=args.scale, segments=args.segments, segment_size=args.segment_size,
                   big=big, drift_seed=args.drift_seed, mixed_timestamps=args.mixed_timestamps,
                   api_key=args.api_key, token_ttl=args.token_ttl, latency_ms=args.latency_ms,
+                  page_caps=tuple(args.page_cap), cap_every=args.cap_every,
+                  total_mode=args.total_mode, missing_cursor_seed=args.missing_cursor_seed,
                   rules=[Rule(**json.loads(rule)) for rule in args.fault])
     server = serve(api, port=args.port)
     port = server.server_port

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import random
 import typing as t
 import zlib
 from dataclasses import dataclass, field
@@ -34,8 +35,18 @@ def stamp(seconds: float, ident: str, mixed: bool) -> str:
     return moment.astimezone(datetime.timezone(offset)).isoformat()
 
 
+NEVER = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
+
+
 def instant(value: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def when(record: dict) -> datetime.datetime:
+    """Where a record sorts in an incremental listing: one without an updated_at (null,
+    missing or empty) first, as a database orders NULLs first; `updated_since` leaves it out."""
+    value = record.get("updated_at")
+    return instant(value) if value else NEVER
 
 
 FIRST = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", None]
@@ -166,6 +177,7 @@ class Dataset:
     big: tuple[str, ...] | None = None  # incremental streams sized `scale`; None: all
     drift_seed: int | None = None  # drift mode: undocumented fields and types from this seed
     mixed_timestamps: bool = False  # updated_at in every RFC 3339 form, some offsets
+    missing_cursor_seed: int | None = None  # some records' updated_at null, absent or ""
     tables: dict[str, list[dict]] = field(default_factory=dict)
     members: dict[str, list[str]] = field(default_factory=dict)
     clock: float = 0.0
@@ -187,6 +199,8 @@ class Dataset:
                 record["updated_at"] = stamp(i // TIES * 60, record["id"], self.mixed_timestamps)
                 rows.append(record)
             self.tables[name] = rows
+            if self.missing_cursor_seed is not None:
+                _drop_cursors(rows, random.Random(f"{self.missing_cursor_seed}:{name}"))
             self._order(name)
         self.clock = (max(sizes.values()) // TIES + 1) * 60
         small = max(3, n // 100)
@@ -229,7 +243,7 @@ class Dataset:
         people = self.people_by_id
         keep = ("id", "email", "first_name", "last_name", "created_at", "updated_at")
         members = self.members[segment_id]
-        rows = [{k: people[i][k] for k in keep} for i in members]
+        rows = [{k: people[i][k] for k in keep if k in people[i]} for i in members]
         if self.drift is not None:
             for position, row in enumerate(rows):
                 self.drift.decorate("segment_people", row, position / len(rows))
@@ -242,13 +256,13 @@ class Dataset:
         """The updated_at instants of an incremental listing, in its order (cached)."""
         cached = self._instants.get(name)
         if cached is None or cached[0] != self.generation:
-            cached = (self.generation, [instant(r["updated_at"]) for r in self.tables[name]])
+            cached = (self.generation, [when(r) for r in self.tables[name]])
             self._instants[name] = cached
         return cached[1]
 
     def _order(self, name: str) -> None:
         """Incremental listings are ordered by updated_at (as instants), ties by id."""
-        self.tables[name].sort(key=lambda r: (instant(r["updated_at"]), r["id"]))
+        self.tables[name].sort(key=lambda r: (when(r), r["id"]))
 
     def _stamp(self, seconds: float, ident: str) -> str:
         return stamp(seconds, ident, self.mixed_timestamps)
@@ -373,6 +387,20 @@ class Dataset:
         ids["segment_people"] = [[sid, pid] for sid, members in self.members.items()
                                  for pid in members]
         return ids
+
+
+def _drop_cursors(rows: list[dict], rng: random.Random) -> None:
+    """What real APIs send for a record never updated: a null, no field, or an empty string
+    (a few percent of the records, at least one of each form)."""
+    count = max(3, len(rows) // 25)
+    for k, record in enumerate(rng.sample(rows, min(count, len(rows)))):
+        form = k % 3
+        if form == 0:
+            record["updated_at"] = None
+        elif form == 1:
+            del record["updated_at"]
+        else:
+            record["updated_at"] = ""
 
 
 def _touch(record: dict, generation: int) -> None:

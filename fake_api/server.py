@@ -9,10 +9,13 @@ Admin endpoints (no auth) let tests steer it:
   POST /_admin/delete_segment {"id"}               POST /_admin/config  {"latency_ms", ...}
   POST /_admin/delete  {"stream", "ids"}          POST /_admin/future  {"stream"}
   POST /_admin/change  {"stream", "updates", "deletes", "inserts"}
+  config also takes "page_caps" (pages answer at most that many records, the cap changing
+  every "cap_every" requests to a path) and "total_mode" (mixed, always, never).
 A fault rule: {"path": "/v1/contacts", "kind": "503", "times": 1, "after": 0,
-               "retry_after": "0"}; kinds: 429 500 502 503 504 401 403 404 drop timeout
-nonjson truncated wrongshape empty; "change" (the listing changes before this answer:
-"updates", "deletes", "inserts"), "redirect" (302 to "location" + the same path and query),
+               "retry_after": "0"} ("date:2": an HTTP-date 2 s ahead);
+kinds: 429 500 502 503 504 401 403 404 drop timeout nonjson truncated wrongshape empty;
+"change" (the listing changes before this answer: "updates", "deletes", "inserts"),
+"redirect" (302 to "location" + the same path and query),
 "latin1" (the answer in ISO-8859-1, declared), "badutf8" (bytes that are not UTF-8).
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import email.utils
 import json
 import secrets
 import socket
@@ -82,6 +86,11 @@ class FakeAPI:
     token_ttl: int = 3600
     latency_ms: float = 0.0
     total_mode: str = "mixed"  # mixed | always | never
+    # a page cap below `limit`, as real APIs keep without saying: the n-th request to a path
+    # answers at most page_caps[(n // cap_every) % len(page_caps)] records (empty: no cap)
+    page_caps: tuple[int, ...] = ()
+    cap_every: int = 3
+    missing_cursor_seed: int | None = None  # some records' updated_at null, absent or ""
     forbidden: set[str] = field(default_factory=set)
     rules: list[Rule] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)
@@ -90,7 +99,16 @@ class FakeAPI:
 
     def __post_init__(self) -> None:
         self.data = Dataset(self.scale, self.segments, self.segment_size, self.big,
-                            self.drift_seed, self.mixed_timestamps)
+                            self.drift_seed, self.mixed_timestamps, self.missing_cursor_seed)
+        self.served: dict[str, int] = {}  # paged requests per path, for page caps
+
+    def cap(self, path: str, limit: int) -> int:
+        """How many records this page answers: `limit`, or less under a page cap."""
+        with self.lock:
+            n = self.served.get(path, 0)
+            self.served[path] = n + 1
+        caps = self.page_caps
+        return min(limit, caps[(n // max(1, self.cap_every)) % len(caps)]) if caps else limit
 
     def fault_for(self, path: str) -> Rule | None:
         with self.lock:
@@ -183,7 +201,9 @@ class Handler(BaseHTTPRequestHandler):
                 stream = args.pop("stream")
                 return self.send_json(200, api.data.change_during_run(stream, **args))
             if url.path == "/_admin/config":
-                for key in ("latency_ms", "token_ttl", "total_mode"):
+                if "page_caps" in args:
+                    api.page_caps = tuple(args["page_caps"])
+                for key in ("latency_ms", "token_ttl", "total_mode", "cap_every"):
                     if key in args:
                         setattr(api, key, args[key])
                 if "forbidden" in args:
@@ -244,7 +264,7 @@ class Handler(BaseHTTPRequestHandler):
         kind = rule.kind
         if kind.isdigit():
             status = int(kind)
-            headers = {"Retry-After": rule.retry_after} if rule.retry_after is not None else {}
+            headers = {"Retry-After": retry_after(rule.retry_after)} if rule.retry_after else {}
             self.send_json(status, {"error": REASONS.get(status, "error").lower(),
                                     "message": "injected fault"}, headers)
             return True
@@ -316,8 +336,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(400, {"error": "bad_request", "message": "bad paging"})
             if not 1 <= limit <= 1000 or offset < 0:
                 return self.send_json(400, {"error": "bad_request", "message": "limit 1..1000"})
-            page = encoded[first + offset:first + offset + limit]
-            extra = self.paging(name, offset, limit, len(rows) - first)
+            page = encoded[first + offset:first + offset + api.cap(path, limit)]
+            extra = self.paging(name, offset, len(page), len(rows) - first)
         self.entry["served"] = len(page)
         items = b"[" + b",".join(page) + b"]"
         if envelope is None:
@@ -333,9 +353,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(200, None, raw=body[:-1] + b"\xff\xfe}")
         return self.send_json(200, None, raw=body)
 
-    def paging(self, name: str, offset: int, limit: int, total: int) -> dict:
-        if name == "resource":
-            end = offset + limit
+    def paging(self, name: str, offset: int, served: int, total: int) -> dict:
+        if name == "resource":  # the next cursor points past what this page served
+            end = offset + served
             if end >= total:
                 return {"paging": {"next": None}} if offset % 2 else {}
             cursor = base64.urlsafe_b64encode(f"c:{end}".encode()).decode()
@@ -344,6 +364,13 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "always" or (mode == "mixed" and name in TOTAL_STREAMS):
             return {"total": total}
         return {}
+
+
+def retry_after(value: str) -> str:
+    """The header as given, or `date:S` as an HTTP-date S seconds from now (RFC 9110)."""
+    if value.startswith("date:"):
+        return email.utils.formatdate(time.time() + float(value[5:]), usegmt=True)
+    return value
 
 
 def path_of(target: str) -> str:

@@ -128,6 +128,7 @@ class AnalyticsStream(RetryingRequests, PagedListing, SchemaPublication, ChildLi
             self._write_state_message()  # keep what was finished before failing
             raise
         self.publish_pending_schema()
+        self.tell_missing_cursor_values()
         if progress is not None:
             progress.clear()
         if self.versioned:

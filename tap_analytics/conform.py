@@ -137,10 +137,13 @@ class Conformer:
 
     def __init__(self, stream: str, schema: dict, *, fixed: t.Iterable[str], contract: str,
                  mask: SelectionMask, logger: logging.Logger, learning: bool = False,
-                 memory: dict | None = None, utc: bool = False) -> None:
+                 memory: dict | None = None, utc: bool = False,
+                 cursor: tuple[str, str] | None = None) -> None:
         """`learning`: no catalog was given, so the first page's fields are expected news.
         `memory`: the type each field was first given, kept in the state across runs.
-        `utc`: date-time values are written in UTC (the `utc_timestamps` setting)."""
+        `utc`: date-time values are written in UTC (the `utc_timestamps` setting).
+        `cursor`: the bookmark field (one of `fixed`) and what a record without a value in
+        it does (`on_cursor_value_missing`: include, exclude or fail)."""
         self.stream = stream
         self.schema = copy.deepcopy(schema)
         self.schema.setdefault("properties", {})
@@ -161,12 +164,20 @@ class Conformer:
         # key fields typed before any record was seen: the first page says what they are
         self._provisional = {name for name, prop in self.schema["properties"].items()
                              if prop.get(PROVISIONAL)}
+        self._cursor, self._on_missing = cursor or (None, "fail")
+        self.missing_cursor = 0  # records without a bookmark value, this run
+        self._required = set(self._fixed)  # on every record
+        if self._cursor is not None and self._on_missing != "fail":
+            self._required.discard(self._cursor)
+            self._allow_null(self._cursor)
 
     def conform_page(self, records: list[dict]) -> list[dict]:
         """Check and settle one page in place; the schema may grow (version goes up)."""
         if not self._selected:
             return records
         with self._lock:
+            if self._cursor is not None and records:
+                records = self._settle_missing_cursor(records)
             if self._provisional and records:
                 self._learn_provisional(records)
             if self._deselected:
@@ -178,14 +189,14 @@ class Conformer:
             present = set().union(*records)
             unknown = present.difference(rules)
             misfits: list[tuple[dict, str]] = []
-            if records and not self._fixed <= present:
-                self._no_key(min(self._fixed - present))
+            if records and not self._required <= present:
+                self._no_key(min(self._required - present))
             for key in present.intersection(rules):
                 rule = rules[key]
                 try:  # most fields are on every record: a C-speed column
                     column = list(map(operator.itemgetter(key), records))
                 except KeyError:
-                    if key in self._fixed:
+                    if key in self._required:
                         self._no_key(key)
                     column = [r[key] for r in records if key in r]
                 if set(map(type, column)) <= rule.types and (not rule.slow
@@ -218,11 +229,46 @@ class Conformer:
         for name in sorted(self._provisional):
             prop = learned.get(name)
             if prop is not None:
-                prop["type"] = [k for k in prop["type"] if k != "null"]
+                keep_null = name == self._cursor and self._cursor not in self._required
+                prop["type"] = [k for k in prop["type"] if k != "null" or keep_null]
                 self._add(name, prop)
                 self._logger.info("Stream '%s': key field '%s' is %s (learned from its first "
                                   "page).", self.stream, name, _describe(prop))
         self._provisional.clear()
+
+    def _settle_missing_cursor(self, records: list[dict]) -> list[dict]:
+        """Records whose bookmark value is null, missing or empty, by `on_cursor_value_missing`:
+        written with a null (the bookmark stays), dropped, or the run stops."""
+        cursor = self._cursor
+        values = [r.get(cursor) for r in records]
+        if None not in values and "" not in values:
+            return records
+        missing = sum(1 for v in values if v is None or v == "")
+        if self._on_missing == "fail":
+            msg = (f"{self.stream}: a record has no value in '{cursor}' (the bookmark field: "
+                   "null, missing or empty) and on_cursor_value_missing is fail")
+            raise FatalAPIError(msg)
+        self.missing_cursor += missing
+        if self._on_missing == "exclude":
+            return [r for r, v in zip(records, values, strict=True) if v is not None and v != ""]
+        for record, value in zip(records, values, strict=True):
+            if value is None or value == "":
+                record[cursor] = None
+        return records
+
+    def _allow_null(self, name: str) -> None:
+        """A field that may be null from now on (the schema only grows)."""
+        prop = self.schema["properties"].get(name)
+        required = self.schema.get("required")
+        if required and name in required:
+            self.schema["required"] = [n for n in required if n != name]
+            self.version += 1
+        if prop is None or prop.get(PROVISIONAL):
+            return
+        kinds = prop.get("type")
+        kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+        if kinds and "null" not in kinds:
+            self._add(name, {**prop, "type": [*kinds, "null"]})
 
     def _no_key(self, key: str) -> t.NoReturn:
         msg = f"{self.stream}: a record has no '{key}' (a key or bookmark field)"

@@ -39,7 +39,8 @@ def declared_schema(resource: Resource, builtin: bool) -> dict:
                                       else [])]
     for name in fixed:
         properties.setdefault(name, {"type": "string", PROVISIONAL: True})
-    schema.setdefault("required", [n for n in fixed if n in properties])
+    # the bookmark field may be null (on_cursor_value_missing): only the key is required
+    schema.setdefault("required", [n for n in resource.primary_key if n in properties])
     return schema
 
 
@@ -85,8 +86,9 @@ def sample_schemas(tap: t.Any, streams: list[AnalyticsStream]) -> None:
         declared = stream.schema["properties"]
         for key, prop in declared.items():
             if prop.pop(PROVISIONAL, False) and key in fields:
+                nullable = key == stream.replication_key
                 declared[key] = {**fields[key], "type": [k for k in fields[key]["type"]
-                                                         if k != "null"]}
+                                                         if k != "null" or nullable]}
         learned += sum(1 for key in fields if key not in declared)
         stream.discovered_schema = merge_schema(stream.schema, fields)
     logger.info("Discovery sampled the first page of %d listings and learned %d fields "

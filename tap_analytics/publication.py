@@ -54,7 +54,10 @@ class SchemaPublication:
                                        learning=tap.input_catalog is None
                                        or not self.settings.discovery_sampling,
                                        memory=self.stream_state.setdefault("types", {}),
-                                       utc=self.settings.utc_timestamps)
+                                       utc=self.settings.utc_timestamps,
+                                       cursor=self.replication_key and (
+                                           self.replication_key,
+                                           self.settings.on_cursor_value_missing))
         return self.conformer
 
     def _write_record_message(self, record: dict) -> None:
@@ -81,6 +84,17 @@ class SchemaPublication:
         a second SCHEMA follows."""
         self.start_conformer()
         self._schema_due = True
+
+    def tell_missing_cursor_values(self) -> None:
+        """Once per stream and run: how many records had no bookmark value."""
+        count = self.conformer.missing_cursor if self.conformer else 0
+        if count:
+            mode = self.settings.on_cursor_value_missing
+            done = "dropped" if mode == "exclude" else "written with a null"
+            self.logger.warning(
+                "Stream '%s': %d records had no '%s' (null, missing or empty): %s; they do not "
+                "move the bookmark (on_cursor_value_missing %s).", self.name, count,
+                self.replication_key, done, mode)
 
     def publish_pending_schema(self) -> None:
         """The SCHEMA of a listing that ended before any record (targets still create the

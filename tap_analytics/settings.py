@@ -18,6 +18,7 @@ from tap_analytics.resources import Resource, ResourceError, parse_resources
 
 DEFAULT_BASE_URL = "https://api.example.com"
 CONTRACT_MODES = ("evolve", "discard_value", "freeze")
+CURSOR_MISSING_MODES = ("include", "exclude", "fail")
 
 
 class ConfigError(ValueError):
@@ -90,6 +91,10 @@ SETTINGS: tuple[Setting, ...] = (
             "'09:23:20+02:00' is written '07:23:20Z'), so a target that stores a timestamp "
             "without its offset keeps the instant; false: as the API sent them.",
             default=True),
+    Setting("on_cursor_value_missing", "options", "A record of an incremental stream whose "
+            "updated_at is null, missing or empty: include (write it with a null, the "
+            "bookmark stays), exclude (drop it, counted) or fail (stop the run).",
+            default="include", choices=CURSOR_MISSING_MODES),
     Setting("resources", "array", "Extra endpoints in the dlt rest_api resource shape."),
     Setting("resource_defaults", "object", "dlt's resource_defaults: merged into every entry "
             "of resources (the entry wins)."),
@@ -166,6 +171,7 @@ class Settings:
     emit_activate_version_messages: bool
     discovery_sampling: bool
     utc_timestamps: bool
+    on_cursor_value_missing: str
     resources: tuple[Resource, ...]
 
     @property

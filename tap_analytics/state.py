@@ -62,7 +62,7 @@ class BookmarkStateManager(StreamStateManager):
         and leave it where it is.
         """
         value = latest_record.get(replication_key)
-        if value is None or value == self._last_value:
+        if value is None or value == "" or value == self._last_value:
             return  # a tie: nothing moves
         self._last_value = value
         position = self.position(value)
