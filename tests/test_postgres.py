@@ -12,7 +12,10 @@ import pytest
 
 from tap_analytics.streams import BUILTIN_STREAMS
 from tests.helpers import OUTPUTS, FakeServer, config_for, start_server, tap_command
+from tests.landed import missing_values
 from tests.pg import MELTANO, ROOT, TARGET, Cluster
+from tests.reliability import count
+from tests.test_odd_api import served_as_written
 from tests.test_targets import SEEDS, assert_all_kept
 
 KEYS = {cls.resource.name: cls.resource.primary_key for cls in BUILTIN_STREAMS}
@@ -203,6 +206,26 @@ def test_meltano_run_under_drift_keeps_every_value(seed: int, cluster: Cluster, 
         server.server.server_close()
 
 
+def test_meltano_run_with_a_capped_api_and_blank_cursors_keeps_every_value(
+        cluster: Cluster, schema: str, tmp_path: Path) -> None:
+    """Pages capped below `limit` (the cap changing mid-listing) and records without an
+    `updated_at`: two `meltano run`s land every record and value, none twice."""
+    server = start_server(scale=200, segments=4, page_caps=(23, 11), cap_every=2,
+                          missing_cursor_seed=7)
+    try:
+        env = meltano_env(server, cluster, schema, tmp_path)
+        for run in (1, 2):
+            meltano_run(env)
+            assert_tables_equal_server(cluster, schema, server)
+            problems = missing_values(served_as_written(server), table_rows(cluster, schema),
+                                      KEYS)
+            assert not problems, f"run {run}: {len(problems)}, first: {problems[:3]}"
+            server.admin("mutate", {"updates": 6, "inserts": 5})
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
 def test_deletions_on_the_api_reach_postgres(server: FakeServer, cluster: Cluster, schema: str,
                                              tmp_path: Path) -> None:
     """Full-table streams end with ACTIVATE_VERSION (as shipped in meltano.yml): rows the API
@@ -273,6 +296,14 @@ def test_an_incremental_meltano_run_without_sampling_pays_only_for_what_it_syncs
             assert on[path][1] >= 50 + changes, (name, on[path])  # a first page more
         # sampling asks one first page per listing, the first segment's people included
         assert sum(n for n, _ in on.values()) - sum(n for n, _ in off.values()) == 15
+        # a short page is not trusted to end a listing (APIs cap pages): the listings that
+        # state no total cost one request more, which serves the record the changes ended on
+        shipped = costs["shipped"]
+        for path in ("/v1/conversation_parts", "/v1/companies"):
+            assert shipped[path][0] == 2, (path, shipped[path])
+        probes = sum(shipped[p][0] - 1 for p in ("/v1/conversation_parts", "/v1/companies"))
+        count("probe requests in an incremental meltano run (of "
+              f"{sum(n for n, _ in shipped.values())} requests)", probes)
     finally:
         server.server.shutdown()
         server.server.server_close()
