@@ -1,15 +1,14 @@
 """Paginators for the listing shapes of the API, on the SDK's paginator classes.
 
-A live listing changes while it is read. Two paginators make sure that cannot skip a record:
+A live listing changes while it is read, and an API may answer fewer records than asked.
+`OffsetListing` decides where an offset listing ends whatever page sizes the API keeps
+(a short page alone never ends it); on it:
 
-- `KeysetPaginator` (incremental listings, ordered by the bookmark field, ties by id): the
-  next page asks from the last value read (`updated_since` is inclusive) instead of at a
-  fixed offset, so records that change meanwhile (they move to the end) shift nothing the
-  tap still has to read; the records already read at that value are skipped by key.
-- `OverlapOffsetPaginator` (every other offset listing): consecutive pages overlap by one
-  record; when a page does not start with the record the last one ended on, the listing
-  shifted under the tap (a record was deleted or inserted before it) and is read again
-  from the start, records already written being skipped by key.
+- `OverlapOffsetPaginator` (every offset listing without a bookmark field): consecutive
+  pages overlap by one record; when a page does not start with the record the last one
+  ended on, the listing shifted under the tap (a record was deleted or inserted before
+  it) and is read again from the start, records already written being skipped by key.
+- `keyset.KeysetPaginator` (incremental listings): pages asked by the bookmark value.
 
 Each paginator owns both sides of a page, as dlt's paginators do: `request_params(token)`,
 the query parameters that ask for a page, and `accept(records)`, the records of the page
@@ -27,7 +26,6 @@ from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator, SinglePagePaginator
 
 from tap_analytics.payload import PayloadError, body_of, lookup
-from tap_analytics.timestamps import api_form, to_instant
 
 if t.TYPE_CHECKING:
     import requests
@@ -71,20 +69,12 @@ class OffsetToken:
     overlap: bool = False  # the page opens with the record the previous one ended on
 
 
-@dataclass(frozen=True)
-class KeysetToken:
-    since: t.Any  # what the bookmark parameter carries; None on a first run
-    offset: int = 0
-    reread: int = 0
-    overlap: bool = False
-
-
-def _total(response: requests.Response, path: tuple[str, ...]) -> int | None:
+def total_of(response: requests.Response, path: tuple[str, ...]) -> int | None:
     total = lookup(body_of(response), path)
     return total if isinstance(total, int) and not isinstance(total, bool) else None
 
 
-class _PageListing(BaseAPIPaginator[t.Any]):
+class OffsetListing(BaseAPIPaginator[t.Any]):
     """Shared by the offset shapes: where a listing ends, whatever page sizes the API keeps.
 
     A page shorter than asked does not end the listing by itself: APIs cap pages below the
@@ -121,7 +111,7 @@ class _PageListing(BaseAPIPaginator[t.Any]):
         if self._beyond <= 0:
             return False  # an empty page: the listing is read
         received = self._received
-        total = _total(response, self._total_path)
+        total = total_of(response, self._total_path)
         more = total is None or self.current_value.offset + received < total
         if self._short is not None:  # the page before was short, and this one brought more
             self._capped(self._short)
@@ -162,7 +152,7 @@ class _PageListing(BaseAPIPaginator[t.Any]):
             raise ListingKeptShiftingError(msg)
 
 
-class OverlapOffsetPaginator(_PageListing):
+class OverlapOffsetPaginator(OffsetListing):
     """`limit`/`offset` pages overlapping by one record; a shift means a second read."""
 
     def __init__(self, spec: PaginatorSpec, page_size: int, key: t.Sequence[str],
@@ -193,11 +183,14 @@ class OverlapOffsetPaginator(_PageListing):
             self._last = keys[-1]
         start = 1 if token.overlap else 0
         fresh, new = records[start:], keys[start:]
-        if token.reread:
-            written = self._written
-            kept = [i for i, key in enumerate(new) if key not in written]
+        written = self._written
+        again = written.intersection(new) if written else None
+        if again:  # a listing read again, or an API that repeats records (ignoring offset)
+            kept = [i for i, key in enumerate(new) if key not in again]
             fresh, new = [fresh[i] for i in kept], [new[i] for i in kept]
-        self._written.update(new)
+        written.update(new)
+        if not token.reread:  # a page of records read already ends the listing
+            self._beyond = len(new)
         return fresh
 
     def _keys(self, records: list[dict]) -> list:
@@ -220,132 +213,13 @@ class OverlapOffsetPaginator(_PageListing):
         """The next pages up to the listing's `total` (at most `window` of them), which can
         be fetched before this one is read: their overlaps still tell a shift. A page that
         comes back shorter than planned only costs the pages planned after it."""
-        total = _total(response, self._total_path)
+        total = total_of(response, self._total_path)
         token = self.current_value
         if total is None or self.page_size < 2:
             return []
         step = self.page_size - 1
         later = range(token.offset + step, total - 1, step)
         return [token, *(OffsetToken(o, token.reread, True) for o in later)][:window]
-
-
-class KeysetPaginator(_PageListing):
-    """Pages of an incremental listing asked from the last bookmark value read.
-
-    The next request is `updated_since` = the last value read (whole seconds for a
-    timestamp, so every record of that second comes back) with `offset` pointing at the
-    last record read: that record must open the page, or the records at that value changed
-    and the value is read again from its first record. Records already read are skipped.
-    """
-
-    def __init__(self, bookmark: t.Any, spec: PaginatorSpec, page_size: int, since_param: str,
-                 field: str, timestamp: bool, stream: str = "",
-                 logger: logging.Logger | None = None) -> None:
-        position = None if bookmark is None else (
-            to_instant(bookmark) if timestamp else bookmark)
-        super().__init__(KeysetToken(self._since_for(position, timestamp)), spec, page_size,
-                         stream, logger)
-        self._since_param = since_param
-        self._field = field
-        self._timestamp = timestamp
-        # the position (instant or value) of the last record read in this run: nothing the
-        # first request returns is skipped (a bookmark is compared with nothing the API sends)
-        self._last: t.Any = None
-        self._seen: set = set()  # ids read at exactly that position
-        self._group = 0  # records of the page at or after the value the next page asks from
-        self._tail: t.Any = None  # the id of the last record of the page before
-        self._shifted = False
-
-    def request_params(self, token: KeysetToken) -> dict[str, t.Any]:
-        params = super().request_params(token)
-        return params if token.since is None else {**params, self._since_param: token.since}
-
-    def position(self, record: dict) -> t.Any:
-        """Where a record stands in the listing's order; None for a record without a value
-        (null, missing or empty): it is read like any other and places nothing."""
-        value = record.get(self._field)
-        if value is None or value == "":
-            return None
-        if not self._timestamp:
-            return value
-        try:
-            return to_instant(value)
-        except (TypeError, ValueError):
-            msg = f"{self._stream}: '{self._field}' is not an RFC 3339 date-time: {value!r}"
-            raise PayloadError(msg) from None
-
-    def _read(self, position: t.Any, ident: t.Any) -> bool:
-        last = self._last
-        return last is not None and position is not None and (
-            position < last or (position == last and ident in self._seen))
-
-    def accept(self, records: list[dict]) -> list[dict]:
-        token = self.current_value
-        self._page(records, token)
-        positions = [self.position(r) for r in records]
-        lead = self._lead(records, positions) if token.overlap else 0
-        if token.overlap and not lead:
-            self._restart("the records at the bookmark value changed")
-            self._shifted = True
-            return []
-        self._shifted = False
-        self._beyond = len(records) - lead
-        if records:
-            self._tail = records[-1].get("id")
-        fresh = []
-        for record, position in zip(records[lead:], positions[lead:], strict=True):
-            if self._read(position, record.get("id")):
-                continue
-            fresh.append(record)
-            if position is not None:
-                if self._last is None or position > self._last:
-                    self._last, self._seen = position, set()
-                self._seen.add(record.get("id"))
-        # the records at the end of the page from the value the next page asks from
-        anchor = self._anchor(self._last)
-        self._group = 0
-        for position in reversed(positions):
-            if position is None or self._anchor(position) < anchor:
-                break
-            self._group += 1
-        return fresh
-
-    def _lead(self, records: list[dict], positions: list[t.Any]) -> int:
-        """How many records open the page that this run has read already (at least the
-        last one of the page before, unless the listing changed)."""
-        lead = 0
-        for record, position in zip(records, positions, strict=True):
-            ident = record.get("id")
-            if not (self._read(position, ident) or (lead == 0 and ident == self._tail)):
-                break
-            lead += 1
-        return lead
-
-    def _anchor(self, position: t.Any) -> t.Any:
-        """Where the next page asks from: the position, to the whole second for a time."""
-        if self._timestamp and position is not None:
-            return position.replace(microsecond=0)
-        return position
-
-    def has_more(self, response: requests.Response) -> bool:
-        return self._shifted or super().has_more(response)
-
-    def get_next(self, response: requests.Response) -> KeysetToken:
-        token = self.current_value
-        if self._shifted:
-            return KeysetToken(token.since, 0, token.reread + 1)
-        since = self._since_for(self._last, self._timestamp)
-        if since == token.since:  # still inside one value: step on, overlapping one record
-            offset, overlap = self._next_offset(token.offset, self._received)
-            return KeysetToken(since, offset, token.reread, overlap)
-        # the page's last record opens the next page (its value is asked from again)
-        overlap = self.page_size > 1 and self._group > 0
-        return KeysetToken(since, max(0, self._group - overlap), token.reread, overlap)
-
-    @staticmethod
-    def _since_for(position: t.Any, timestamp: bool) -> t.Any:
-        """The bookmark parameter for a position: whole seconds (floored) for a time."""
-        return api_form(position) if timestamp and position is not None else position
 
 
 class CursorPaginator(BaseAPIPaginator["str | None"]):
@@ -385,20 +259,3 @@ class OnePagePaginator(SinglePagePaginator):
 
     def accept(self, records: list[dict]) -> list[dict]:
         return records
-
-
-def build_paginator(spec: PaginatorSpec, page_size: int, *, key: t.Sequence[str], stream: str,
-                    keyset: tuple[str, bool] | None = None, since: Since = Since(),
-                    logger: logging.Logger | None = None) -> BaseAPIPaginator:
-    """A fresh paginator for one listing; `keyset` is (bookmark field, is a timestamp) for a
-    listing read by its bookmark values (`since.value` the raw start), `since` otherwise
-    the incremental parameter every request carries."""
-    if spec.type == "offset" and keyset is not None:
-        field, timestamp = keyset
-        return KeysetPaginator(since.value, spec, page_size, since.param, field, timestamp,
-                               stream, logger)
-    if spec.type == "offset":
-        return OverlapOffsetPaginator(spec, page_size, key, stream, logger)
-    if spec.type == "cursor":
-        return CursorPaginator(spec, page_size, since)
-    return OnePagePaginator(since)

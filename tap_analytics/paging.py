@@ -6,16 +6,26 @@ from __future__ import annotations
 import datetime
 import typing as t
 
-from tap_analytics.pagination import OverlapOffsetPaginator, Page, Since, build_paginator
+from tap_analytics.keyset import KeysetPaginator
+from tap_analytics.pagination import (
+    CursorPaginator,
+    OnePagePaginator,
+    OverlapOffsetPaginator,
+    Page,
+    Since,
+)
 from tap_analytics.payload import PayloadError, records_of
 from tap_analytics.timestamps import api_form, to_instant
 
 if t.TYPE_CHECKING:
+    import logging
     from concurrent.futures import Future
 
     import requests
     from singer_sdk.helpers.types import Context
     from singer_sdk.pagination import BaseAPIPaginator
+
+    from tap_analytics.resources import PaginatorSpec
 
 
 class PagedListing:
@@ -123,3 +133,21 @@ class PagedListing:
         for token in planned:
             if token not in ahead:
                 ahead[token] = pool.submit(self.fetch, context, Page(paginator, token))
+
+
+def build_paginator(spec: PaginatorSpec, page_size: int, *, key: t.Sequence[str], stream: str,
+                    keyset: tuple[str, bool] | None = None, since: Since | None = None,
+                    logger: logging.Logger | None = None) -> BaseAPIPaginator:
+    """A fresh paginator for one listing; `keyset` is (bookmark field, is a timestamp) for a
+    listing read by its bookmark values (`since.value` the raw start), `since` otherwise
+    the incremental parameter every request carries."""
+    since = since or Since()
+    if spec.type == "offset" and keyset is not None:
+        field, timestamp = keyset
+        return KeysetPaginator(since.value, spec, page_size, since.param, field, timestamp,
+                               stream, logger)
+    if spec.type == "offset":
+        return OverlapOffsetPaginator(spec, page_size, key, stream, logger)
+    if spec.type == "cursor":
+        return CursorPaginator(spec, page_size, since)
+    return OnePagePaginator(since)

@@ -111,7 +111,7 @@ def test_oauth_non_json_token_answer(requests_mock) -> None:
 @pytest.mark.parametrize("status", [429, 500, 502, 503, 504])
 def test_transient_statuses_are_retried(requests_mock, status) -> None:
     requests_mock.get(BASE + "/v1/teams", [{"status_code": status, "json": {}}] * 3
-                      + [{"json": {"data": [{"id": "t1"}]}}])
+                      + [{"json": {"data": [{"id": "t1"}], "total": 1}}])
     assert [r["id"] for r in records(make_tap())] == ["t1"]
     assert requests_mock.call_count == 4
 
@@ -211,6 +211,6 @@ def test_retry_log_is_a_warning_without_secrets(requests_mock, caplog) -> None:
 def test_token_endpoint_transient_failure_is_retried(requests_mock) -> None:
     requests_mock.post(TOKEN_URL, [{"status_code": 503, "json": {}},
                                    {"json": {"access_token": "tok-one-1111", "expires_in": 60}}])
-    requests_mock.get(BASE + "/v1/teams", json={"data": [{"id": "t1"}]})
+    requests_mock.get(BASE + "/v1/teams", json={"data": [{"id": "t1"}], "total": 1})
     assert [r["id"] for r in records(make_tap(**OAUTH))] == ["t1"]
     assert [r.method for r in requests_mock.request_history] == ["POST", "POST", "GET"]

@@ -8,7 +8,7 @@ import datetime
 import pytest
 import requests
 
-from tap_analytics.pagination import KeysetPaginator, KeysetToken
+from tap_analytics.keyset import KeysetPaginator, KeysetToken
 from tap_analytics.resources import PaginatorSpec
 from tap_analytics.state import BookmarkStateManager, ChildProgress, UnsortedListingError
 
@@ -185,7 +185,8 @@ def test_a_resumed_child_skips_finished_listings_and_keeps_the_stopped_runs_vers
 
 
 def test_each_paginator_builds_its_own_request() -> None:
-    from tap_analytics.pagination import Since, build_paginator
+    from tap_analytics.pagination import Since
+    from tap_analytics.paging import build_paginator
 
     offset = PaginatorSpec(type="offset", limit_param="per_page", offset_param="skip")
     pager = build_paginator(offset, 50, key=["id"], stream="s")

@@ -203,3 +203,14 @@ def test_a_capped_listing_is_read_at_the_cap_and_told_once(requests_mock, caplog
         "Stream 'teams': the API answered 10 records to a page of 50 and had more: it caps "
         "its pages. The rest of the listing is read 10 at a time; page_size 10 (or the "
         "resource's paginator limit) avoids the extra requests."]
+
+
+@pytest.mark.parametrize("name", ["teams", "contacts"])
+def test_an_api_that_ignores_offset_ends_after_one_repeat(requests_mock, name) -> None:
+    """A short page is followed by one more request; one that repeats records already read
+    (an endpoint ignoring `offset`) ends the listing, nothing written twice."""
+    rows = [{"id": "a", "updated_at": stamped(1)}, {"id": "b", "updated_at": stamped(2)}]
+    requests_mock.get(re.compile(re.escape(BASE + f"/v1/{name}")), json={"data": rows})
+    records = list(stream_of(make_tap(page_size=10), name).get_records(None))
+    assert [r["id"] for r in records] == ["a", "b"]
+    assert len(requests_mock.request_history) == 2
