@@ -162,6 +162,7 @@ class OverlapOffsetPaginator(OffsetListing):
         self._key_of = operator.itemgetter(*key)
         self._written: set[tuple] = set()  # keys written, for a listing read again
         self._last: tuple | None = None  # the key the previous page ended on
+        self._previous: list = []  # the keys of the page before
         self._shifted = False
 
     def key_of(self, record: dict) -> t.Any:
@@ -174,6 +175,10 @@ class OverlapOffsetPaginator(OffsetListing):
         token = self.current_value
         self._page(records, token)
         keys = self._keys(records)
+        if token.overlap and keys and keys == self._previous:
+            self._beyond = 0  # the page before, again: an endpoint that ignores offset
+            return []
+        self._previous = keys
         if token.overlap and (not records or keys[0] != self._last):
             self._restart("a page did not start where the previous one ended")
             self._shifted = True
