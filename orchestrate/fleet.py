@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import typing as t
 import uuid
 from pathlib import Path
 
@@ -25,24 +26,45 @@ from orchestrate.run_tenant import prepare_state_database, run_environment
 from orchestrate.tenants import ROOT, TenantError, load_tenants
 
 TAG = "tap_analytics/fleet"
+WILL_RETRY = "dagster/will_retry"  # set on a failed run the daemon will re-execute
+DAGSTER_DB = "TAP_ANALYTICS_FLEET_DAGSTER_DB"
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 BIN = Path(sys.executable).parent
 
 
+MARK = "# written by scripts/fleet.sh; delete this line to keep your own changes\n"
+
+
+def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
+    """The Dagster instance fleet runs need: a run queue that starts at most one run per
+    account (tag `dagster/partition`) and `concurrency` in all (the pool), runs re-executed
+    when their worker died (a kill, a node lost); storage in PostgreSQL when the user names
+    one (`TAP_ANALYTICS_FLEET_DAGSTER_DB`, a postgresql:// URL, read from the environment
+    by Dagster), as the Helm chart keeps it; else SQLite files in the instance's folder."""
+    config: dict[str, t.Any] = {
+        "run_coordinator": {"module": "dagster.core.run_coordinator",
+                            "class": "QueuedRunCoordinator",
+                            "config": {"dequeue_interval_seconds": 1, "tag_concurrency_limits": [
+                                {"key": "dagster/partition",
+                                 "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]}},
+        "concurrency": {"pools": {"granularity": "run", "default_limit": concurrency}},
+        "run_retries": {"enabled": True, "retry_on_asset_or_op_failure": False,
+                        "max_retries": int(environ.get("TAP_ANALYTICS_FLEET_RUN_RETRIES") or 2)},
+        "telemetry": {"enabled": False},
+    }
+    if environ.get(DAGSTER_DB):
+        config["storage"] = {"postgres": {"postgres_url": {"env": DAGSTER_DB}}}
+    return config
+
+
 def instance_home(concurrency: int) -> Path:
-    """The Dagster instance: the user's `DAGSTER_HOME`, or `.dagster/` here; a
-    `dagster.yaml` is written where there is none."""
+    """The Dagster instance: the user's `DAGSTER_HOME`, or `.dagster/` here. Its
+    `dagster.yaml` is written when there is none, and kept current while it is ours."""
     home = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(yaml.safe_dump({
-            "run_coordinator": {"module": "dagster.core.run_coordinator",
-                                "class": "QueuedRunCoordinator",
-                                "config": {"dequeue_interval_seconds": 1}},
-            "concurrency": {"pools": {"granularity": "run", "default_limit": concurrency}},
-            "telemetry": {"enabled": False},
-        }))
+    if not config.exists() or config.read_text().startswith(MARK):
+        config.write_text(MARK + yaml.safe_dump(instance_config(concurrency, os.environ)))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -60,15 +82,37 @@ def launch(ids: list[str], fleet: str) -> None:
                    stdout=subprocess.DEVNULL)
 
 
-def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> list:
+def latest_runs(instance: DagsterInstance, fleet: str) -> dict[str, t.Any]:
+    """The newest run of each account of this fleet (a re-executed run replaces the one
+    whose worker died)."""
+    latest: dict[str, t.Any] = {}
+    for run in instance.get_runs(RunsFilter(tags={TAG: fleet})):  # newest first
+        latest.setdefault(run.tags.get("dagster/partition", ""), run)
+    return latest
+
+
+def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        runs = instance.get_runs(RunsFilter(tags={TAG: fleet}))
-        if len(runs) >= count and all(r.status in FINISHED for r in runs):
+        runs = latest_runs(instance, fleet)
+        if len(runs) >= count and all(
+                r.status in FINISHED and r.tags.get(WILL_RETRY) != "true" for r in runs.values()):
             return runs
         if time.monotonic() > deadline:
             raise TimeoutError(f"the fleet did not finish in {timeout:.0f}s")
         time.sleep(0.5)
+
+
+def say_who_waits(instance: DagsterInstance, ids: list[str]) -> None:
+    """An account already syncing (a schedule tick, another fleet.sh) is not started twice:
+    its new run waits in the queue for the running one."""
+    busy = instance.get_runs(RunsFilter(statuses=[
+        DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.QUEUED]))
+    for run in busy:
+        ident = run.tags.get("dagster/partition")
+        if ident in ids:
+            print(f"fleet: {ident} is already syncing (run {run.run_id[:8]}); its run waits "
+                  "for that one (one sync per account at a time)", file=sys.stderr)
 
 
 def outcome(instance: DagsterInstance, run) -> str:
@@ -86,6 +130,8 @@ def outcome(instance: DagsterInstance, run) -> str:
         else:
             reason = data.error.message.strip().splitlines()[-1] if data.error else "unknown"
         return f"failed: {reason}"
+    for record in instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE):
+        return f"failed: {record.dagster_event.message or 'run failure'}"
     return f"failed: run {run.status.value.lower()}"
 
 
@@ -132,9 +178,10 @@ def main(argv: list[str] | None = None) -> int:
             register(instance, known)
             fleet = uuid.uuid4().hex[:12]
             started = time.monotonic()
+            say_who_waits(instance, ids)
             launch(ids, fleet)
             runs = wait(instance, fleet, len(ids), args.timeout)
-            results = {r.tags.get("dagster/partition"): outcome(instance, r) for r in runs}
+            results = {ident: outcome(instance, r) for ident, r in runs.items()}
     finally:
         daemon.terminate()
         try:

@@ -12,12 +12,16 @@ can help. It exits 0 whenever it could report: the asset turns the report into t
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import typing as t
 from pathlib import Path
 from urllib.parse import quote
@@ -25,11 +29,13 @@ from urllib.parse import quote
 import psycopg
 from dagster_pipes import PipesContext, open_dagster_pipes
 
+from orchestrate.reasons import failure_reason
 from orchestrate.tenants import PREFIX, ROOT, TenantError, load_tenants
 
 STATE_SCHEMA = "meltano"
+DEFAULT_MAX_RUNTIME = 4 * 3600  # seconds: a run that hangs gives its slot back
+PR_SET_PDEATHSIG = 1
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-TAP_FAILED = re.compile(r"tap-analytics failed: (.*?)(?:\s+cmd_type=|\s*$)")
 # Not worth a retry: the account's own key, access or configuration is wrong.
 FINAL = (" answered 401 ", " answered 403 ", " answered 404 ", "Invalid configuration",
          "needs the environment variable", "redirect to another host")
@@ -147,16 +153,6 @@ def row_counts(schema: str, environ: t.Mapping[str, str]) -> dict[str, int]:
                 for table in tables}
 
 
-def failure_reason(lines: list[str]) -> str:
-    """The tap's one line; else the last error the target or Meltano logged."""
-    for line in reversed(lines):
-        match = TAP_FAILED.search(line)
-        if match:
-            return match.group(1).strip()
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    return (errors or lines or ["meltano run failed without output"])[-1].strip()[:500]
-
-
 def forward(pipes: PipesContext, line: str) -> None:
     """Into Dagster's run log: warnings and errors of every part, and the tap's and
     Meltano's own progress; the target's per-batch SQL and all metrics stay in the compute
@@ -183,20 +179,27 @@ def sync(pipes: PipesContext) -> None:
         pipes.report_custom_message({"failed": str(exc), "retry": False})
         return
     prepare_state_database(env, os.environ)
-    command = [meltano_command(), "run", "--state-id-suffix", tenant.id, "tap-analytics",
-               "target-postgres"]
+    # --force: Dagster runs one sync per account at a time (a tag concurrency limit), so a
+    # job Meltano still marks running is one whose run died (killed, or its database
+    # restarted) and must not lock the account out until its heartbeat is 5 minutes old
+    command = [meltano_command(), "run", "--force", "--state-id-suffix", tenant.id,
+               "tap-analytics", "target-postgres"]
     pipes.log.info(f"{' '.join(command[1:])} (schema {tenant.schema})")
     lines: list[str] = []
+    limit = max_runtime(os.environ)
     with private_system_dir(project_dir()) as system_dir:
         env["MELTANO_SYS_DIR_ROOT"] = str(system_dir)
-        with subprocess.Popen(command, cwd=project_dir(), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        with GroupedProcess(command, cwd=project_dir(), env=env, limit=limit) as proc:
             for raw in proc.stdout:
                 line = ANSI.sub("", raw.rstrip("\n"))
                 sys.stderr.write(line + "\n")  # the compute log keeps everything
                 lines.append(line)
                 del lines[:-200]
                 forward(pipes, line)
+    if proc.timed_out:
+        pipes.report_custom_message({"failed": f"stopped after {limit:g} s, the maximum run "
+                                     "time (TAP_ANALYTICS_FLEET_MAX_RUNTIME)", "retry": False})
+        return
     if proc.returncode != 0:
         reason = failure_reason(lines)
         pipes.report_custom_message({"failed": reason,
@@ -206,6 +209,63 @@ def sync(pipes: PipesContext) -> None:
     pipes.report_asset_materialization(metadata={
         "schema": tenant.schema, "rows": {"raw_value": counts, "type": "json"},
         "rows_total": sum(counts.values())})
+
+
+def max_runtime(environ: t.Mapping[str, str]) -> float:
+    value = environ.get("TAP_ANALYTICS_FLEET_MAX_RUNTIME") or DEFAULT_MAX_RUNTIME
+    return float(value)
+
+
+class GroupedProcess(subprocess.Popen):
+    """`meltano run` in a process group of its own (the tap and the target join it), which
+    never outlives the run: it dies with this process (PDEATHSIG), is stopped at the
+    maximum run time, and whatever of it is left when Meltano exits is killed, so no
+    orphan of a dead run can write beside the next one."""
+
+    def __init__(self, command: list[str], *, limit: float, **kwargs: t.Any) -> None:
+        super().__init__(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, errors="replace", start_new_session=True,
+                         preexec_fn=_die_with_parent, **kwargs)
+        self.timed_out = False
+        self._timer = threading.Timer(limit, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _expire(self) -> None:
+        self.timed_out = True
+        self.stop_group(grace=10)
+
+    def stop_group(self, grace: float) -> None:
+        """SIGTERM to the group, SIGKILL to whatever is left after `grace` seconds."""
+        _signal_group(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while _group_alive(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _signal_group(self.pid, signal.SIGKILL)
+
+    def __exit__(self, *exc: t.Any) -> None:
+        super().__exit__(*exc)
+        self._timer.cancel()
+        if _group_alive(self.pid):  # a plugin left behind by a Meltano that died
+            self.stop_group(grace=5)
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def main() -> None:

@@ -84,3 +84,13 @@ def stop_cluster(cluster: Cluster) -> None:
     subprocess.run(_as_owner([pg_ctl, "-D", os.path.join(cluster.directory, "data"),
                               "-m", "immediate", "stop"]), capture_output=True)
     shutil.rmtree(cluster.directory, ignore_errors=True)
+
+
+def restart_cluster(cluster: Cluster) -> None:
+    """What a failover or a minor-version upgrade does: every connection is cut, the server
+    is back a moment later (pg_ctl waits for it)."""
+    options = (f"-p {cluster.port} -k {cluster.directory} -c listen_addresses=127.0.0.1 "
+               "-c fsync=off")
+    subprocess.run(_as_owner([find_bin("pg_ctl"), "-D", os.path.join(cluster.directory, "data"),
+                              "-o", options, "-m", "fast", "-w", "restart"]),
+                   check=True, capture_output=True)

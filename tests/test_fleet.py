@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+import typing as t
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests import fleet_faults
 from tests.helpers import OUTPUTS, FakeServer, project_copy, start_server
-from tests.pg import ROOT, Cluster
+from tests.pg import ROOT, Cluster, restart_cluster, start_cluster, stop_cluster
 from tests.test_postgres import INCREMENTAL, assert_tables_equal_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
@@ -127,3 +131,113 @@ def assert_no_key_stored(cluster: Cluster, dagster_home: Path, keys: list[str]) 
                 f'select t::text from meltano."{table}" t').fetchall())
             leaks += [f"meltano.{table}" for key in keys if key in text]
     assert tables and not leaks, f"an API key is stored in {leaks}"
+
+
+@pytest.fixture
+def warehouse() -> t.Iterator[Cluster]:
+    """A PostgreSQL of this test's own, restarted mid-sync (the session's one keeps
+    Dagster's storage)."""
+    pg = start_cluster()
+    yield pg
+    stop_cluster(pg)
+
+
+def when_busy(server: FakeServer, requests: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while len(server.requests()) < requests:
+        assert time.monotonic() < deadline, "the account's run never got going"
+        time.sleep(0.05)
+
+
+def test_unclean_ends_never_lock_an_account_out(cluster: Cluster, warehouse: Cluster,
+                                                tmp_path: Path) -> None:
+    """SIGKILL of the tap, the target, Meltano, or every process of one account's run; a
+    PostgreSQL restart mid-sync; an API that stalls; two fleet.sh on one account: each
+    account lands within the fleet's own retries (no 5-minute lock-out), exact, and the
+    stalled one is stopped at the maximum run time with that reason."""
+    faults = ("tap", "target", "meltano", "whole")
+    servers = {f: start_server(scale=150 + 40 * i, segments=2 + i, latency_ms=40,
+                               api_key=f"{f}-key-{i}9q") for i, f in enumerate(faults)}
+    servers["stall"] = start_server(scale=60, segments=2, latency_ms=120_000,
+                                    api_key="stall-key-5z")
+    database = f"dagster_{uuid.uuid4().hex[:8]}"
+    with cluster.connect() as con:
+        con.execute(f"create database {database}")
+    tenants = [{"id": name, "schema": f"unclean_{name}", "settings": {
+        "base_url": s.url, "api_key": s.api.api_key, "page_size": 25, "max_concurrency": 1,
+        "backoff_factor": 0, "request_timeout": 300}} for name, s in servers.items()]
+    (tmp_path / "tenants.yml").write_text(yaml.safe_dump({"tenants": tenants}))
+    env = {**os.environ, "TAP_ANALYTICS_TENANTS": str(tmp_path / "tenants.yml"),
+           "DAGSTER_HOME": str(tmp_path / "dagster"),
+           "TAP_ANALYTICS_FLEET_DAGSTER_DB":
+               f"postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{database}",
+           "TAP_ANALYTICS_FLEET_CONCURRENCY": "5", "TAP_ANALYTICS_FLEET_RETRIES": "3",
+           "TAP_ANALYTICS_FLEET_RETRY_DELAY": "1", "TAP_ANALYTICS_FLEET_MAX_RUNTIME": "50",
+           "TAP_ANALYTICS_FLEET_TIMEOUT": "400",
+           "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(warehouse.port),
+           "TARGET_POSTGRES_USER": warehouse.user, "TARGET_POSTGRES_PASSWORD": "unused",
+           "TARGET_POSTGRES_DATABASE": warehouse.database}
+    env.pop("MELTANO_DATABASE_URI", None)
+    try:
+        # round 1: one kill per account, mid-sync, all at about the same time
+        started = time.monotonic()
+        proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh")], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        killed = {}
+        for fault in faults:
+            when_busy(servers[fault], 12)
+            pids = (fleet_faults.whole_run(f"unclean_{fault}") if fault == "whole"
+                    else fleet_faults.of_account(f"unclean_{fault}", fault))
+            fleet_faults.kill(pids)
+            killed[fault] = pids
+        out, err = proc.communicate(timeout=600)
+        OUTPUTS.extend([out, err])
+        assert all(killed.values()), killed
+        outcome = lines_by_tenant(out)
+        for fault in faults:
+            assert outcome[fault].startswith("landed: "), (fault, outcome, err[-3000:])
+            assert_tables_equal_server(warehouse, f"unclean_{fault}", servers[fault])
+        assert outcome["stall"] == ("failed: stopped after 50 s, the maximum run time "
+                                    "(TAP_ANALYTICS_FLEET_MAX_RUNTIME)"), outcome
+        assert time.monotonic() - started < 300, "an account waited out Meltano's lock"
+
+        # round 2: PostgreSQL (warehouse and Meltano's state) restarts mid-sync
+        for fault in faults:
+            servers[fault].admin("mutate", {"updates": 6, "inserts": 3})
+            servers[fault].admin("reset")
+        proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh"), *faults],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        when_busy(servers["whole"], 3)
+        restart_cluster(warehouse)
+        out, err = proc.communicate(timeout=600)
+        OUTPUTS.extend([out, err])
+        assert proc.returncode == 0, (out, err[-3000:])
+        for fault in faults:
+            assert_tables_equal_server(warehouse, f"unclean_{fault}", servers[fault])
+
+        # round 3: a second fleet.sh for an account still syncing waits for it
+        server = servers["tap"]
+        server.admin("mutate", {"updates": 4, "inserts": 2})
+        first = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh"), "tap"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while not fleet_faults.of_account("unclean_tap", "tap"):
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.05)
+        second = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh"), "tap"],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        most = 0
+        while first.poll() is None or second.poll() is None:
+            most = max(most, len(fleet_faults.of_account("unclean_tap", "tap")))
+            time.sleep(0.05)
+        texts = [first.communicate(), second.communicate()]
+        OUTPUTS.extend(text for pair in texts for text in pair)
+        assert first.returncode == 0 and second.returncode == 0, texts
+        assert most == 1, f"{most} syncs of one account at once"
+        assert "tap is already syncing" in texts[1][1]
+        assert_tables_equal_server(warehouse, "unclean_tap", server)
+    finally:
+        for server in servers.values():
+            server.server.shutdown()
+            server.server.server_close()
