@@ -44,10 +44,11 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
     config: dict[str, t.Any] = {
         "run_coordinator": {"module": "dagster.core.run_coordinator",
                             "class": "QueuedRunCoordinator",
-                            "config": {"dequeue_interval_seconds": 1, "tag_concurrency_limits": [
-                                {"key": "dagster/partition",
-                                 "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]}},
-        "concurrency": {"pools": {"granularity": "run", "default_limit": concurrency}},
+                            "config": {"dequeue_interval_seconds": 1}},
+        "concurrency": {"pools": {"granularity": "run", "default_limit": concurrency},
+                        "runs": {"tag_concurrency_limits": [
+                            {"key": "dagster/partition",
+                             "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]}},
         "run_retries": {"enabled": True, "retry_on_asset_or_op_failure": False,
                         "max_retries": int(environ.get("TAP_ANALYTICS_FLEET_RUN_RETRIES") or 2)},
         "telemetry": {"enabled": False},
