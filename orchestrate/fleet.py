@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import time
@@ -26,8 +27,8 @@ from orchestrate.run_tenant import prepare_state_database, run_environment
 from orchestrate.tenants import ROOT, TenantError, load_tenants
 
 TAG = "tap_analytics/fleet"
-WILL_RETRY = "dagster/will_retry"  # set on a failed run the daemon will re-execute
 DAGSTER_DB = "TAP_ANALYTICS_FLEET_DAGSTER_DB"
+STARTED_PID = re.compile(r"Started process for run \(pid: (\d+)\)")
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 BIN = Path(sys.executable).parent
 
@@ -92,12 +93,58 @@ def latest_runs(instance: DagsterInstance, fleet: str) -> dict[str, t.Any]:
     return latest
 
 
+def worker_pid(instance: DagsterInstance, run: t.Any) -> int | None:
+    for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        match = STARTED_PID.search(record.message or record.dagster_event.message or "")
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def fail_dead_runs(instance: DagsterInstance, runs: dict[str, t.Any]) -> list[str]:
+    """The accounts whose run's worker process is gone (killed with everything it
+    started): the run is marked failed. Dagster's run monitoring does this for launchers
+    that can tell (Kubernetes); the default launcher, a process on this machine, cannot,
+    and its run would stay STARTED for ever."""
+    dead = []
+    for ident, run in runs.items():
+        if run.status != DagsterRunStatus.STARTED:
+            continue
+        pid = worker_pid(instance, run)
+        if pid is not None and not alive(pid):
+            instance.report_engine_event(f"Run worker (pid {pid}) is gone: killed", run)
+            instance.report_run_failed(run)
+            dead.append(ident)
+    return dead
+
+
 def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> dict:
+    """Until every account's newest run has finished; an account whose run was killed
+    whole is run again at once (a backfill's runs are not re-executed by Dagster's
+    `run_retries` once the backfill is complete), at most `TAP_ANALYTICS_FLEET_RUN_RETRIES`
+    times."""
     deadline = time.monotonic() + timeout
+    budget = int(os.environ.get("TAP_ANALYTICS_FLEET_RUN_RETRIES") or 2)
+    again: dict[str, int] = {}
+    replaced: set[str] = set()  # killed runs whose new run the backfill has yet to create
     while True:
         runs = latest_runs(instance, fleet)
-        if len(runs) >= count and all(
-                r.status in FINISHED and r.tags.get(WILL_RETRY) != "true" for r in runs.values()):
+        for ident in fail_dead_runs(instance, runs):
+            if again.get(ident, 0) < budget:
+                again[ident] = again.get(ident, 0) + 1
+                print(f"fleet: {ident}: its run was killed; running it again", file=sys.stderr)
+                replaced.add(runs[ident].run_id)
+                launch([ident], fleet)
+        if len(runs) >= count and all(r.status in FINISHED and r.run_id not in replaced
+                                      for r in runs.values()):
             return runs
         if time.monotonic() > deadline:
             raise TimeoutError(f"the fleet did not finish in {timeout:.0f}s")

@@ -142,9 +142,11 @@ def warehouse() -> t.Iterator[Cluster]:
     stop_cluster(pg)
 
 
-def when_busy(server: FakeServer, requests: int, timeout: float = 120) -> None:
+def when_busy(server: FakeServer, requests: int, proc: subprocess.Popen,
+              timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while len(server.requests()) < requests:
+        assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the account's run never got going"
         time.sleep(0.05)
 
@@ -164,7 +166,8 @@ def test_unclean_ends_never_lock_an_account_out(cluster: Cluster, warehouse: Clu
     with cluster.connect() as con:
         con.execute(f"create database {database}")
     tenants = [{"id": name, "schema": f"unclean_{name}", "settings": {
-        "base_url": s.url, "api_key": s.api.api_key, "page_size": 25, "max_concurrency": 1,
+        "base_url": s.url, "api_key": f"${{{name.upper()}_KEY}}", "page_size": 25,
+        "max_concurrency": 1,
         "backoff_factor": 0, "request_timeout": 300}} for name, s in servers.items()]
     (tmp_path / "tenants.yml").write_text(yaml.safe_dump({"tenants": tenants}))
     env = {**os.environ, "TAP_ANALYTICS_TENANTS": str(tmp_path / "tenants.yml"),
@@ -176,7 +179,8 @@ def test_unclean_ends_never_lock_an_account_out(cluster: Cluster, warehouse: Clu
            "TAP_ANALYTICS_FLEET_TIMEOUT": "400",
            "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(warehouse.port),
            "TARGET_POSTGRES_USER": warehouse.user, "TARGET_POSTGRES_PASSWORD": "unused",
-           "TARGET_POSTGRES_DATABASE": warehouse.database}
+           "TARGET_POSTGRES_DATABASE": warehouse.database,
+           **{f"{name.upper()}_KEY": s.api.api_key for name, s in servers.items()}}
     env.pop("MELTANO_DATABASE_URI", None)
     try:
         # round 1: one kill per account, mid-sync, all at about the same time
@@ -185,7 +189,7 @@ def test_unclean_ends_never_lock_an_account_out(cluster: Cluster, warehouse: Clu
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         killed = {}
         for fault in faults:
-            when_busy(servers[fault], 12)
+            when_busy(servers[fault], 12, proc)
             pids = (fleet_faults.whole_run(f"unclean_{fault}") if fault == "whole"
                     else fleet_faults.of_account(f"unclean_{fault}", fault))
             fleet_faults.kill(pids)
@@ -208,7 +212,7 @@ def test_unclean_ends_never_lock_an_account_out(cluster: Cluster, warehouse: Clu
         proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh"), *faults],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
-        when_busy(servers["whole"], 3)
+        when_busy(servers["whole"], 3, proc)
         restart_cluster(warehouse)
         out, err = proc.communicate(timeout=600)
         OUTPUTS.extend([out, err])
