@@ -116,6 +116,9 @@ def fail_dead_runs(instance: DagsterInstance, runs: dict[str, t.Any]) -> list[st
     and its run would stay STARTED for ever."""
     dead = []
     for ident, run in runs.items():
+        if run.status == DagsterRunStatus.FAILURE and not instance.all_logs(
+                run.run_id, of_type=DagsterEventType.STEP_FAILURE):
+            dead.append(ident)  # failed, but not by its step: Dagster saw the worker die
         if run.status != DagsterRunStatus.STARTED:
             continue
         pid = worker_pid(instance, run)
@@ -138,7 +141,7 @@ def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> d
     while True:
         runs = latest_runs(instance, fleet)
         for ident in fail_dead_runs(instance, runs):
-            if again.get(ident, 0) < budget:
+            if again.get(ident, 0) < budget and runs[ident].run_id not in replaced:
                 again[ident] = again.get(ident, 0) + 1
                 print(f"fleet: {ident}: its run was killed; running it again", file=sys.stderr)
                 replaced.add(runs[ident].run_id)

@@ -92,5 +92,6 @@ def restart_cluster(cluster: Cluster) -> None:
     options = (f"-p {cluster.port} -k {cluster.directory} -c listen_addresses=127.0.0.1 "
                "-c fsync=off")
     subprocess.run(_as_owner([find_bin("pg_ctl"), "-D", os.path.join(cluster.directory, "data"),
-                              "-o", options, "-m", "fast", "-w", "restart"]),
+                              "-o", options, "-l", os.path.join(cluster.directory, "log"),
+                              "-m", "fast", "-w", "restart"]),
                    check=True, capture_output=True)

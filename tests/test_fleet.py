@@ -214,6 +214,7 @@ def test_unclean_ends_never_lock_an_account_out(cluster: Cluster, warehouse: Clu
                                 text=True)
         when_busy(servers["whole"], 3, proc)
         restart_cluster(warehouse)
+        assert proc.poll() is None, "the fleet ended before the restart"
         out, err = proc.communicate(timeout=600)
         OUTPUTS.extend([out, err])
         assert proc.returncode == 0, (out, err[-3000:])
