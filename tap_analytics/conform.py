@@ -33,6 +33,7 @@ from singer_sdk.contrib.msgspec import decoder, encoder
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 
+from tap_analytics.payload import is_blank
 from tap_analytics.schema_inference import PROVISIONAL, infer_properties, json_kind
 from tap_analytics.timestamps import UTC_ZONES, all_rfc3339, in_utc, is_rfc3339
 
@@ -243,16 +244,16 @@ class Conformer:
         values = [r.get(cursor) for r in records]
         if None not in values and "" not in values:
             return records
-        missing = sum(1 for v in values if v is None or v == "")
+        missing = sum(map(is_blank, values))
         if self._on_missing == "fail":
             msg = (f"{self.stream}: a record has no value in '{cursor}' (the bookmark field: "
                    "null, missing or empty) and on_cursor_value_missing is fail")
             raise FatalAPIError(msg)
         self.missing_cursor += missing
         if self._on_missing == "exclude":
-            return [r for r, v in zip(records, values, strict=True) if v is not None and v != ""]
+            return [r for r, v in zip(records, values, strict=True) if not is_blank(v)]
         for record, value in zip(records, values, strict=True):
-            if value is None or value == "":
+            if is_blank(value):
                 record[cursor] = None
         return records
 

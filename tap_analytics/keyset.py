@@ -12,7 +12,7 @@ import typing as t
 from dataclasses import dataclass
 
 from tap_analytics.pagination import OffsetListing
-from tap_analytics.payload import PayloadError
+from tap_analytics.payload import PayloadError, is_blank
 from tap_analytics.timestamps import api_form, to_instant
 
 if t.TYPE_CHECKING:
@@ -66,7 +66,7 @@ class KeysetPaginator(OffsetListing):
         """Where a record stands in the listing's order; None for a record without a value
         (null, missing or empty): it is read like any other and places nothing."""
         value = record.get(self._field)
-        if value is None or value == "":
+        if is_blank(value):
             return None
         if not self._timestamp:
             return value

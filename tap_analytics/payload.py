@@ -20,6 +20,11 @@ class PayloadError(FatalAPIError):
     """The API answered 2xx with a body that is not what the contract describes."""
 
 
+def is_blank(value: t.Any) -> bool:
+    """No value: null or an empty string (what APIs send for a field never set)."""
+    return value is None or value == ""
+
+
 def _where(response: requests.Response) -> str:
     return f"GET {urlparse(response.url).path}"
 

@@ -18,6 +18,7 @@ import typing as t
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.streams._state import StreamStateManager
 
+from tap_analytics.payload import is_blank
 from tap_analytics.timestamps import to_instant
 
 if t.TYPE_CHECKING:
@@ -62,7 +63,7 @@ class BookmarkStateManager(StreamStateManager):
         and leave it where it is.
         """
         value = latest_record.get(replication_key)
-        if value is None or value == "" or value == self._last_value:
+        if is_blank(value) or value == self._last_value:
             return  # a tie: nothing moves
         self._last_value = value
         position = self.position(value)
