@@ -1,23 +1,31 @@
-"""A fleet of small accounts through Dagster, at 1, 2, 4 and 8 at once.
+"""What an account costs: the fleet (`scripts/fleet.sh`, Dagster) against the plain pipe
+`tap-analytics | target-postgres`, side by side, in one run.
 
-    .venv/bin/python bench/fleet.py [--accounts 50] [--levels 1,2,4,8] [--scale 60]
+    .venv/bin/python bench/fleet.py [--accounts 6] [--sizes 1,10] [--latencies 0,50]
+                                    [--at-once 2,8] [--profile]
 
-Each account is its own fake API (own data and key) and schema in one throwaway
-PostgreSQL; every level syncs all of them from scratch with `scripts/fleet.sh` (fresh
-tenant ids, so fresh state). Printed per level: wall time, accounts per minute, the
-speed-up over one at a time, the peak memory of the whole fleet (every process under
-fleet.sh, summed, sampled every 0.2 s) and the requests each account cost. Runs use a
-shipped catalog (`TAP_ANALYTICS_FLEET_CATALOG`), as `docs/KUBERNETES.md` deploys them.
+Each account is its own fake API (own data, key) and schema in one throwaway PostgreSQL.
+Size 1 is a small account (~4,400 rows over 15 tables, page size 100), size 10 ten times
+that. For every size, latency (ms per request) and number at once, the same accounts are
+synced from scratch twice: by the plain pipe (the installed tap and target, the shipped
+catalog, the target settings Meltano gives, N pipes at once by `xargs -P`), and by
+`scripts/fleet.sh` (fresh tenant ids: fresh state). Printed per way: CPU per account (the
+whole machine's busy time, less this process's: the fake APIs run in it), wall per
+account, accounts per core-minute, peak memory per account in flight (the process tree,
+sampled every 0.2 s, divided by the accounts at once), and the ratio fleet/pipe.
+`--profile` adds where the fleet's CPU went, by program.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -25,78 +33,165 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpu import Busy, ProgramCpu  # noqa: E402
 from bench.procs import PeakRss  # noqa: E402
 from tests.helpers import start_server  # noqa: E402
-from tests.pg import start_cluster, stop_cluster  # noqa: E402
+from tests.pg import Cluster, start_cluster, stop_cluster  # noqa: E402
+
+SMALL = 700  # the fake API's scale of a small account: ~4,400 rows over 15 tables
+TAP = ROOT / ".meltano" / "extractors" / "tap-analytics" / "venv" / "bin" / "tap-analytics"
+TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
 
 
-def run_level(level: int, servers: list, cluster, tmp: Path, catalog: Path) -> dict:
-    ids = [f"l{level}_a{i:03d}" for i in range(len(servers))]
+@dataclass
+class Measured:
+    cpu: float  # seconds, whole machine less the bench process
+    wall: float
+    peak: int  # bytes, the process tree
+    profile: dict[str, float]
+
+
+def warehouse_env(cluster: Cluster) -> dict[str, str]:
+    return {"TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
+            "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused",
+            "TARGET_POSTGRES_DATABASE": cluster.database}
+
+
+def meltano_config(plugin: str, env: dict[str, str]) -> dict:
+    """The config Meltano hands the plugin in a run (defaults, meltano.yml, environment)."""
+    meltano = str(ROOT / ".venv-meltano" / "bin" / "meltano")
+    out = subprocess.run([meltano, "config", "--unsafe", "print", plugin], cwd=ROOT,
+                         env={**os.environ, **env}, capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)
+
+
+def measure(command: list[str], env: dict[str, str], profile: bool) -> Measured:
+    sampler = ProgramCpu() if profile else None
+    started = time.monotonic()
+    with Busy() as busy:
+        if sampler:
+            sampler.__enter__()
+        proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        with PeakRss(proc.pid) as peak:
+            out, err = proc.communicate()
+        if sampler:
+            sampler.__exit__()
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{command[-1]} failed ({proc.returncode}):\n{out[-2000:]}\n"
+                         f"{err[-4000:]}")
+    return Measured(busy.seconds, wall, peak.bytes,
+                    sampler.by_program() if sampler else {})
+
+
+def run_pipes(label: str, servers: list, cluster: Cluster, at_once: int, tmp: Path,
+              tap_config: dict, target_config: dict, catalog: Path, profile: bool) -> Measured:
+    lines = []
+    for i, server in enumerate(servers):
+        tap = tmp / f"{label}-tap-{i}.json"
+        tap.write_text(json.dumps({**tap_config, "base_url": server.url,
+                                   "api_key": server.api.api_key}))
+        target = tmp / f"{label}-target-{i}.json"
+        target.write_text(json.dumps({**target_config,
+                                      "default_target_schema": f"{label}_pipe_{i}"}))
+        lines.append(f"{TAP} --config {tap} --catalog {catalog} | {TARGET} --config {target} "
+                     f"> /dev/null 2>> {tmp / f'{label}-pipe-{i}.log'}")
+    script = tmp / f"{label}-pipes.txt"
+    script.write_text("\n".join(lines) + "\n")
+    return measure(["bash", "-c", f"set -o pipefail; xargs -d '\\n' -P {at_once} -I CMD "
+                    f"bash -o pipefail -c CMD < {script}"], dict(os.environ), profile)
+
+
+def run_fleet(label: str, servers: list, cluster: Cluster, at_once: int, tmp: Path,
+              catalog: Path, profile: bool) -> Measured:
+    ids = [f"{label}_fleet_{i}" for i in range(len(servers))]
     tenants = [{"id": ident, "settings": {"base_url": s.url, "api_key": f"${{KEY_{i}}}",
                                           "page_size": 100}}
                for i, (ident, s) in enumerate(zip(ids, servers, strict=True))]
-    path = tmp / f"tenants-{level}.yml"
+    path = tmp / f"tenants-{label}.yml"
     path.write_text(yaml.safe_dump({"tenants": tenants}))
-    for server in servers:
-        server.admin("reset")
-    env = {**os.environ, "TAP_ANALYTICS_TENANTS": str(path),
-           "DAGSTER_HOME": str(tmp / f"dagster-{level}"),
-           "TAP_ANALYTICS_FLEET_CONCURRENCY": str(level),
-           "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
-           "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused",
-           "TARGET_POSTGRES_DATABASE": cluster.database,
+    env = {**os.environ, **warehouse_env(cluster), "TAP_ANALYTICS_TENANTS": str(path),
+           "DAGSTER_HOME": str(tmp / "dagster"), "TAP_ANALYTICS_FLEET_CONCURRENCY": str(at_once),
            "TAP_ANALYTICS_FLEET_CATALOG": str(catalog),
            **{f"KEY_{i}": s.api.api_key for i, s in enumerate(servers)}}
-    started = time.monotonic()
-    proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with PeakRss(proc.pid) as peak:
-        out, err = proc.communicate()
-    wall = time.monotonic() - started
-    landed = sum(line.split(": ", 2)[1] == "landed" for line in out.splitlines()
-                 if line.count(": ") >= 1 and line.split(": ", 1)[0] in ids)
-    if proc.returncode != 0 or landed != len(ids):
-        raise SystemExit(f"level {level}: {landed}/{len(ids)} landed\n{err[-3000:]}")
-    requests_ = [len(s.requests()) for s in servers]
-    return {"level": level, "wall": wall, "peak_mib": peak.bytes / 2**20,
-            "requests": sum(requests_) / len(requests_)}
+    return measure(["bash", str(ROOT / "scripts" / "fleet.sh")], env, profile)
+
+
+def row(way: str, m: Measured, accounts: int, at_once: int) -> str:
+    per = m.cpu / accounts
+    return (f"{way} | {per:.2f} s | {m.wall / accounts:.2f} s | {60 / per:.1f} | "
+            f"{m.peak / min(at_once, accounts) / 2**20:.0f} MiB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--accounts", type=int, default=50)
-    parser.add_argument("--levels", default="1,2,4,8")
-    parser.add_argument("--scale", type=int, default=60)
+    parser.add_argument("--accounts", type=int, default=6)
+    parser.add_argument("--sizes", default="1,10")
+    parser.add_argument("--latencies", default="0,50")
+    parser.add_argument("--at-once", default="2,8")
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    levels = [int(x) for x in args.levels.split(",")]
     subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], check=True,
                    stdout=subprocess.DEVNULL)
     cluster = start_cluster()
-    servers = [start_server(scale=args.scale, segments=2, api_key=f"bench-key-{i:03d}")
-               for i in range(args.accounts)]
-    rows = []
+    os.environ.update(warehouse_env(cluster))
+    results = []
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for level in levels:
-                catalog = Path(tmp) / "catalog.json"  # as the image ships it
-                catalog.write_text(subprocess.run(
-                    [str(ROOT / ".venv" / "bin" / "tap-analytics"), "--discover"],
-                    capture_output=True, text=True, check=True).stdout)
-                rows.append(run_level(level, servers, cluster, Path(tmp), catalog))
-                print(f"level {level}: {rows[-1]['wall']:.1f}s", file=sys.stderr)
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            catalog = tmp / "catalog.json"  # as the image ships it
+            catalog.write_text(subprocess.run([str(TAP), "--discover"], capture_output=True,
+                                              text=True, check=True).stdout)
+            tap_config = meltano_config("tap-analytics", {})
+            target_config = meltano_config("target-postgres", {})
+            for size in [int(x) for x in args.sizes.split(",")]:
+                servers = [start_server(scale=SMALL * size, segments=10,
+                                        api_key=f"bench-key-{i:03d}")
+                           for i in range(args.accounts)]
+                try:
+                    for latency in [float(x) for x in args.latencies.split(",")]:
+                        for at_once in [int(x) for x in args.at_once.split(",")]:
+                            label = f"s{size}_l{latency:g}_n{at_once}".replace(".", "_")
+                            for server in servers:
+                                server.admin("reset")
+                                server.admin("config", {"latency_ms": latency})
+                            pipe = run_pipes(label, servers, cluster, at_once, tmp,
+                                             tap_config, target_config, catalog, args.profile)
+                            fleet = run_fleet(label, servers, cluster, at_once, tmp, catalog,
+                                              args.profile)
+                            results.append((size, latency, at_once, pipe, fleet))
+                            print(f"{label}: pipe {pipe.cpu / args.accounts:.2f} s, fleet "
+                                  f"{fleet.cpu / args.accounts:.2f} s CPU per account",
+                                  file=sys.stderr)
+                finally:
+                    for server in servers:
+                        server.server.shutdown()
     finally:
-        for server in servers:
-            server.server.shutdown()
         stop_cluster(cluster)
-    base = next((r["wall"] for r in rows if r["level"] == 1), rows[0]["wall"])
-    print(f"\n{args.accounts} accounts (scale {args.scale}: ~{args.scale * 6} records "
-          f"each), {os.cpu_count()} cores\n")
-    print("| accounts at once | wall | accounts/min | vs 1 at once | peak memory, whole fleet "
-          "| requests per account |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['level']} | {r['wall']:.1f} s | {args.accounts / r['wall'] * 60:.1f} | "
-              f"{base / r['wall']:.2f}x | {r['peak_mib']:.0f} MiB | {r['requests']:.1f} |")
+    report(results, args.accounts)
+
+
+def report(results: list, accounts: int) -> None:
+    print(f"\n{accounts} accounts per case, {os.cpu_count()} cores; size 1 = ~4,400 rows\n")
+    print("| size | ms per request | at once | way | CPU per account | wall per account "
+          "| accounts per core-minute | peak memory per account in flight |")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|")
+    for size, latency, at_once, pipe, fleet in results:
+        for way, m in (("pipe", pipe), ("fleet", fleet)):
+            print(f"| {size} | {latency:g} | {at_once} | {row(way, m, accounts, at_once)} |")
+        print(f"| | | | **fleet / pipe** | **{fleet.cpu / pipe.cpu:.2f}x** | "
+              f"{fleet.wall / pipe.wall:.2f}x | | {fleet.peak / pipe.peak:.2f}x |")
+    for size, latency, at_once, pipe, fleet in results:
+        if fleet.profile:
+            print(f"\nWhere the CPU went, size {size}, {latency:g} ms, {at_once} at once "
+                  "(seconds per account, sampled):\n")
+            print("| program | fleet | pipe |\n|---|---:|---:|")
+            for name, cpu in fleet.profile.items():
+                if cpu / accounts >= 0.01:
+                    print(f"| {name} | {cpu / accounts:.2f} | "
+                          f"{pipe.profile.get(name, 0) / accounts:.2f} |")
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ pool `tap_analytics` (`dagster.yaml`: `concurrency.pools.default_limit`, written
 """
 
 import os
-import sys
 
 import dagster as dg
 
-from orchestrate.tenants import ROOT, load_tenants, tenants_file
+from orchestrate.run_tenant import sync
+from orchestrate.tenants import load_tenants, tenants_file
 
 POOL = "tap_analytics"
+HOST_TAG = "tap_analytics/api_host"
 TENANTS = dg.DynamicPartitionsDefinition(name="tenants")
 
 
@@ -37,26 +38,32 @@ def _number(name: str, default: float) -> float:
     description="One account's `meltano run tap-analytics target-postgres`: its own "
                 "settings, schema and state id.",
 )
-def tenant_sync(context: dg.AssetExecutionContext,
-                pipes: dg.PipesSubprocessClient) -> dg.MaterializeResult:
+def tenant_sync(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     tenant = context.partition_key
-    invocation = pipes.run(
-        context=context,
-        command=[sys.executable, "-m", "orchestrate.run_tenant"],
-        extras={"tenant": tenant, "tenants_file": str(tenants_file().resolve())},
-        cwd=str(ROOT),
-    )
-    for message in invocation.get_custom_messages():
-        if isinstance(message, dict) and "failed" in message:
-            # the tap's own line is the reason; a wrong key or access is not retried
-            raise dg.Failure(description=f"{tenant}: {message['failed']}",
-                             allow_retries=bool(message.get("retry")))
-    return invocation.get_materialize_result()
+    outcome = sync(tenant, tenants_file().resolve(), context.log)
+    if outcome.failed is not None:
+        # the tap's own line is the reason; a wrong key or access is not retried
+        raise dg.Failure(description=f"{tenant}: {outcome.failed}", allow_retries=outcome.retry)
+    counts = outcome.counts or {}
+    return dg.MaterializeResult(metadata={
+        "schema": outcome.schema, "rows": dg.MetadataValue.json(counts),
+        "rows_total": sum(counts.values())})
+
+
+def partition_tags(tenant_id: str) -> dict[str, str]:
+    """Each account's runs carry the host of its API: `dagster.yaml` limits the runs at once
+    per value of this tag (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`)."""
+    tenant = {t.id: t for t in load_tenants()}.get(tenant_id)
+    return {HOST_TAG: tenant.api_host(os.environ)} if tenant else {}
 
 
 # in process: the run's one step needs no process of its own (meltano is the work)
-sync_tenants = dg.define_asset_job("sync_tenants", selection=[tenant_sync],
-                                   partitions_def=TENANTS, executor_def=dg.in_process_executor)
+sync_tenants = dg.define_asset_job(
+    "sync_tenants", selection=[tenant_sync], partitions_def=TENANTS,
+    executor_def=dg.in_process_executor,
+    config=dg.PartitionedConfig(partitions_def=TENANTS,
+                                run_config_for_partition_key_fn=lambda _key: {},
+                                tags_for_partition_key_fn=partition_tags))
 
 
 @dg.sensor(job=sync_tenants, minimum_interval_seconds=30,
@@ -89,5 +96,4 @@ defs = dg.Definitions(
     jobs=[sync_tenants],
     sensors=[tenants_file_sensor],
     schedules=[every_tenant],
-    resources={"pipes": dg.PipesSubprocessClient()},
 )

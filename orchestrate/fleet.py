@@ -22,8 +22,9 @@ from pathlib import Path
 import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
-from orchestrate.definitions import POOL, TENANTS
+from orchestrate.definitions import HOST_TAG, POOL, TENANTS
 from orchestrate.run_tenant import prepare_state_database, run_environment
+from orchestrate.submit import submit_backfill
 from orchestrate.tenants import ROOT, TenantError, load_tenants
 
 TAG = "tap_analytics/fleet"
@@ -36,20 +37,31 @@ BIN = Path(sys.executable).parent
 MARK = "# written by scripts/fleet.sh; delete this line to keep your own changes\n"
 
 
+def host_concurrency(concurrency: int, environ: t.Mapping[str, str]) -> int:
+    """Runs at once per API host (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`): an agency's many
+    keys on one vendor share that vendor's rate limit. Default: the pool's limit."""
+    return int(environ.get("TAP_ANALYTICS_FLEET_HOST_CONCURRENCY") or concurrency)
+
+
 def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
     """The Dagster instance fleet runs need: a run queue that starts at most one run per
-    account (tag `dagster/partition`) and `concurrency` in all (the pool), runs re-executed
-    when their worker died (a kill, a node lost); storage in PostgreSQL when the user names
-    one (`TAP_ANALYTICS_FLEET_DAGSTER_DB`, a postgresql:// URL, read from the environment
-    by Dagster), as the Helm chart keeps it; else SQLite files in the instance's folder."""
+    account (tag `dagster/partition`), at most `host_concurrency` per API host (tag
+    `tap_analytics/api_host`) and `concurrency` in all (the pool); run workers forked warm
+    (`orchestrate.launcher`); runs re-executed when their worker died (a kill, a node
+    lost); storage in PostgreSQL when the user names one (`TAP_ANALYTICS_FLEET_DAGSTER_DB`,
+    a postgresql:// URL, read from the environment by Dagster), as the Helm chart keeps
+    it; else SQLite files in the instance's folder."""
     config: dict[str, t.Any] = {
+        "run_launcher": {"module": "orchestrate.launcher", "class": "WarmRunLauncher"},
         "run_coordinator": {"module": "dagster.core.run_coordinator",
                             "class": "QueuedRunCoordinator",
                             "config": {"dequeue_interval_seconds": 1}},
         "concurrency": {"pools": {"granularity": "run", "default_limit": concurrency},
                         "runs": {"tag_concurrency_limits": [
                             {"key": "dagster/partition",
-                             "value": {"applyLimitPerUniqueValue": True}, "limit": 1}]}},
+                             "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+                            {"key": HOST_TAG, "value": {"applyLimitPerUniqueValue": True},
+                             "limit": host_concurrency(concurrency, environ)}]}},
         "run_retries": {"enabled": True, "retry_on_asset_or_op_failure": False,
                         "max_retries": int(environ.get("TAP_ANALYTICS_FLEET_RUN_RETRIES") or 2)},
         "telemetry": {"enabled": False},
@@ -73,15 +85,14 @@ def instance_home(concurrency: int) -> Path:
 
 def start_daemon(home: Path) -> subprocess.Popen:
     log = (home / "daemon.log").open("ab")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}  # the run launcher's module
     return subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "orchestrate"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def launch(ids: list[str], fleet: str) -> None:
-    subprocess.run([str(BIN / "dagster"), "job", "backfill", "-m", "orchestrate", "-j",
-                    "sync_tenants", "--partitions", ",".join(ids), "--noprompt",
-                    "--tags", f'{{"{TAG}": "{fleet}"}}'], cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+def launch(instance: DagsterInstance, ids: list[str], fleet: str) -> None:
+    submit_backfill(instance, ids, {TAG: fleet})
 
 
 def latest_runs(instance: DagsterInstance, fleet: str) -> dict[str, t.Any]:
@@ -145,7 +156,7 @@ def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> d
                 again[ident] = again.get(ident, 0) + 1
                 print(f"fleet: {ident}: its run was killed; running it again", file=sys.stderr)
                 replaced.add(runs[ident].run_id)
-                launch([ident], fleet)
+                launch(instance, [ident], fleet)
         if len(runs) >= count and all(r.status in FINISHED and r.run_id not in replaced
                                       for r in runs.values()):
             return runs
@@ -230,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             fleet = uuid.uuid4().hex[:12]
             started = time.monotonic()
             say_who_waits(instance, ids)
-            launch(ids, fleet)
+            launch(instance, ids, fleet)
             runs = wait(instance, fleet, len(ids), args.timeout)
             results = {ident: outcome(instance, r) for ident, r in runs.items()}
     finally:

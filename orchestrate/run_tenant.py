@@ -1,12 +1,12 @@
-"""One account's `meltano run tap-analytics target-postgres`, as Dagster Pipes runs it.
+"""One account's `meltano run tap-analytics target-postgres`, run by the asset's step in
+Dagster's run worker itself (no process between them: a small account's run is mostly
+start-up, and every process started costs it).
 
-`python -m orchestrate.run_tenant` is the command the asset hands to Dagster's
-`PipesSubprocessClient`. It builds the run's environment from nothing but the tenant's
-own settings (no `TAP_ANALYTICS_*` variable of the orchestrator's environment reaches the
-tap, so no other account's key or setting can), its schema and its state id; forwards the
-tap's and target's log lines to Dagster's run log (metrics stay in the compute log); and
-reports rows per table on success, or the tap's one line on failure, with whether a retry
-can help. It exits 0 whenever it could report: the asset turns the report into the result.
+`sync` builds the run's environment from nothing but the tenant's own settings (no
+`TAP_ANALYTICS_*` variable of the orchestrator's environment reaches the tap, so no other
+account's key or setting can), its schema and its state id; writes every line of the run
+to the compute log and its warnings and errors to Dagster's run log; and returns rows per
+table on success, or the line that explains a failure, with whether a retry can help.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import tempfile
 import threading
 import time
 import typing as t
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
-from dagster_pipes import PipesContext, open_dagster_pipes
 
 from orchestrate.reasons import failure_reason
 from orchestrate.tenants import PREFIX, ROOT, TenantError, load_tenants
@@ -153,38 +153,47 @@ def row_counts(schema: str, environ: t.Mapping[str, str]) -> dict[str, int]:
                 for table in tables}
 
 
-def forward(pipes: PipesContext, line: str) -> None:
-    """Into Dagster's run log: warnings and errors of every part, and the tap's and
-    Meltano's own progress; the target's per-batch SQL and all metrics stay in the compute
-    log (an event each would slow every run down)."""
+class Log(t.Protocol):
+    def warning(self, msg: str) -> None: ...
+    def error(self, msg: str) -> None: ...
+    def info(self, msg: str) -> None: ...
+
+
+def forward(log: Log, line: str) -> None:
+    """Warnings and errors of every part into Dagster's run log (an event each: the rest,
+    progress, metrics and the target's SQL, stay in the compute log, or each line would cost
+    every run an event write)."""
     head = line[:80].lower()
     if "error" in head:
-        pipes.log.error(line)
-    elif "warn" in head:
-        pipes.log.warning(line)
-    elif "METRIC:" not in line and "target-postgres" not in line[:80]:
-        pipes.log.info(line)
+        log.error(line)
+    elif "warn" in head and "Force option is enabled" not in line:
+        log.warning(line)
 
 
-def sync(pipes: PipesContext) -> None:
-    tenant_id = pipes.extras["tenant"]
+@dataclass(frozen=True)
+class Outcome:
+    schema: str = ""
+    counts: dict[str, int] | None = None  # rows per table when it landed
+    failed: str | None = None  # else the line that explains
+    retry: bool = False  # whether another try can help
+
+
+def sync(tenant_id: str, tenants_path: Path, log: Log) -> Outcome:
     try:
-        tenant = {t_.id: t_ for t_ in load_tenants(Path(pipes.extras["tenants_file"]))}.get(
-            tenant_id)
+        tenant = {t_.id: t_ for t_ in load_tenants(tenants_path)}.get(tenant_id)
         if tenant is None:
             raise TenantError(f"tenant {tenant_id!r} is no longer in the tenants file")
         env = run_environment(tenant.environment(os.environ), tenant.schema, os.environ)
         refuse_shared_settings(project_dir())
     except TenantError as exc:
-        pipes.report_custom_message({"failed": str(exc), "retry": False})
-        return
+        return Outcome(failed=str(exc))
     prepare_state_database(env, os.environ)
     # --force: Dagster runs one sync per account at a time (a tag concurrency limit), so a
     # job Meltano still marks running is one whose run died (killed, or its database
     # restarted) and must not lock the account out until its heartbeat is 5 minutes old
     command = [meltano_command(), "run", "--force", "--state-id-suffix", tenant.id,
                "tap-analytics", "target-postgres"]
-    pipes.log.info(f"{' '.join(command[1:])} (schema {tenant.schema})")
+    log.info(f"{' '.join(command[1:])} (schema {tenant.schema})")
     lines: list[str] = []
     limit = max_runtime(os.environ)
     with private_system_dir(project_dir()) as system_dir:
@@ -195,20 +204,14 @@ def sync(pipes: PipesContext) -> None:
                 sys.stderr.write(line + "\n")  # the compute log keeps everything
                 lines.append(line)
                 del lines[:-200]
-                forward(pipes, line)
+                forward(log, line)
     if proc.timed_out:
-        pipes.report_custom_message({"failed": f"stopped after {limit:g} s, the maximum run "
-                                     "time (TAP_ANALYTICS_FLEET_MAX_RUNTIME)", "retry": False})
-        return
+        return Outcome(tenant.schema, failed=f"stopped after {limit:g} s, the maximum run time "
+                       "(TAP_ANALYTICS_FLEET_MAX_RUNTIME)")
     if proc.returncode != 0:
         reason = failure_reason(lines)
-        pipes.report_custom_message({"failed": reason,
-                                     "retry": not any(f in reason for f in FINAL)})
-        return
-    counts = row_counts(tenant.schema, os.environ)
-    pipes.report_asset_materialization(metadata={
-        "schema": tenant.schema, "rows": {"raw_value": counts, "type": "json"},
-        "rows_total": sum(counts.values())})
+        return Outcome(tenant.schema, failed=reason, retry=not any(f in reason for f in FINAL))
+    return Outcome(tenant.schema, row_counts(tenant.schema, os.environ))
 
 
 def max_runtime(environ: t.Mapping[str, str]) -> float:
@@ -266,12 +269,3 @@ def _group_alive(pgid: int) -> bool:
     except (ProcessLookupError, PermissionError):
         return False
     return True
-
-
-def main() -> None:
-    with open_dagster_pipes() as pipes:
-        sync(pipes)
-
-
-if __name__ == "__main__":
-    main()

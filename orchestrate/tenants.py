@@ -15,12 +15,15 @@ fills it).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -51,15 +54,31 @@ class Tenant:
             out[PREFIX + name.upper()] = _expand(text, environ, self.id, name)
         return out
 
+    def api_host(self, environ: t.Mapping[str, str]) -> str:
+        """The host of the account's `base_url` (the plugin's default when unset): accounts
+        of one host share its rate limit. A `${VAR}` not set here counts as its own text."""
+        url = str(self.settings.get("base_url") or plugin_defaults().get("base_url") or "")
+        with contextlib.suppress(TenantError):
+            url = _expand(url, environ, self.id, "base_url")
+        return (urlsplit(url).hostname or url).lower()
+
 
 def tenants_file() -> Path:
     return Path(os.environ.get("TAP_ANALYTICS_TENANTS") or EXAMPLE)
 
 
+@functools.cache
+def _plugin_definition() -> dict:
+    return yaml.safe_load(PLUGIN.read_text())
+
+
 def plugin_settings() -> dict[str, bool]:
     """Each setting of the tap, and whether it is a secret."""
-    definition = yaml.safe_load(PLUGIN.read_text())
-    return {s["name"]: bool(s.get("sensitive")) for s in definition["settings"]}
+    return {s["name"]: bool(s.get("sensitive")) for s in _plugin_definition()["settings"]}
+
+
+def plugin_defaults() -> dict[str, t.Any]:
+    return {s["name"]: s["value"] for s in _plugin_definition()["settings"] if "value" in s}
 
 
 def load_tenants(path: Path | None = None) -> list[Tenant]:

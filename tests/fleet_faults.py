@@ -55,9 +55,8 @@ def whole_run(schema: str) -> list[int]:
     meltano = of_account(schema, "meltano")
     if not meltano:
         return []
-    wrapper = table[meltano[0]][2]  # python -m orchestrate.run_tenant, under Dagster Pipes
-    assert "orchestrate.run_tenant" in table[wrapper][0], table[wrapper][0]
-    top = table[wrapper][2]  # the run worker that runs the asset's step
+    top = table[meltano[0]][2]  # the run worker that runs the asset's step
+    assert "multiprocessing" in table[top][0], table[top][0]  # forked by WarmRunLauncher
     below, frontier = {top}, [top]
     while frontier:
         parent = frontier.pop()

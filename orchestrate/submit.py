@@ -1,0 +1,65 @@
+"""A backfill of accounts, submitted from this process.
+
+It is what `dagster job backfill -m orchestrate -j sync_tenants --partitions ...` does (the
+same backfill record, the same runs, queued for the daemon), with the code location loaded
+in this process instead of in a CLI process and a code server of its own: those two
+imported Dagster and this code again on every `fleet.sh`, about 3 s of CPU. The functions
+it calls are the CLI's own, from the Dagster version `orchestrate/requirements.txt` pins.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing as t
+
+from dagster import DagsterInstance
+from dagster._cli.workspace.cli_target import (
+    get_code_location_from_workspace,
+    get_remote_job_from_remote_repo,
+    get_remote_repository_from_code_location,
+)
+from dagster._core.execution.backfill import BulkActionStatus, PartitionBackfill
+from dagster._core.execution.job_backfill import create_backfill_run
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.utils import make_new_backfill_id
+from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._time import get_current_timestamp
+
+from orchestrate.tenants import ROOT
+
+LOCATION = "orchestrate"  # the name `dagster-daemon run -m orchestrate` gives the location
+JOB = "sync_tenants"
+
+
+def submit_backfill(instance: DagsterInstance, ids: list[str], tags: dict[str, str]) -> str:
+    """One queued run per account; returns the backfill's id."""
+    origin = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(executable_path=sys.executable, module_name=LOCATION,
+                             working_directory=str(ROOT)),
+        location_name=LOCATION)
+    target = InProcessWorkspaceLoadTarget([origin])
+    with WorkspaceProcessContext(instance, target) as process_context:
+        workspace = process_context.create_request_context()
+        location = get_code_location_from_workspace(workspace, LOCATION)
+        repo = get_remote_repository_from_code_location(location, None)
+        job = get_remote_job_from_remote_repo(repo, JOB)
+        partition_set = next(p for p in repo.get_partition_sets() if p.job_name == JOB)
+        backfill = PartitionBackfill(
+            backfill_id=make_new_backfill_id(), status=BulkActionStatus.REQUESTED,
+            partition_set_origin=partition_set.get_remote_origin(), partition_names=ids,
+            from_failure=False, reexecution_steps=None, tags=tags,
+            backfill_timestamp=get_current_timestamp())
+        params: t.Any = location.get_partition_set_execution_params(
+            repository_handle=repo.handle, partition_set_name=partition_set.name,
+            partition_names=ids, instance=instance)
+        for partition in params.partition_data:
+            run = create_backfill_run(workspace, instance, location, job, partition_set,
+                                      backfill, partition.name, partition.tags,
+                                      partition.run_config)
+            if run is not None:
+                instance.submit_run(run.run_id, workspace)
+        instance.add_backfill(backfill.with_status(BulkActionStatus.COMPLETED)
+                              .with_end_timestamp(get_current_timestamp()))
+        return backfill.backfill_id
