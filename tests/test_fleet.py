@@ -246,3 +246,48 @@ def test_unclean_ends_never_lock_an_account_out(cluster: Cluster, warehouse: Clu
         for server in servers.values():
             server.server.shutdown()
             server.server.server_close()
+
+
+def test_accounts_of_one_api_host_share_its_limit(cluster: Cluster, tmp_path: Path) -> None:
+    """Five accounts on two API hosts (three on 127.0.0.1, two on localhost), four at once
+    in all but one per host (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY=1`): never two syncs of
+    one host at once, the two hosts side by side, every account landed."""
+    hosts = ["127.0.0.1"] * 3 + ["localhost"] * 2
+    servers = [start_server(scale=60, segments=2, latency_ms=25, api_key=f"host-key-{i}4w")
+               for i in range(len(hosts))]
+    tenants = [{"id": f"host_{i}", "settings": {
+        "base_url": s.url.replace("127.0.0.1", host), "api_key": f"${{HOST_KEY_{i}}}",
+        "page_size": 20, "backoff_factor": 0}}
+        for i, (s, host) in enumerate(zip(servers, hosts, strict=True))]
+    (tmp_path / "tenants.yml").write_text(yaml.safe_dump({"tenants": tenants}))
+    env = {**os.environ, "TAP_ANALYTICS_TENANTS": str(tmp_path / "tenants.yml"),
+           "DAGSTER_HOME": str(tmp_path / "dagster"), "TAP_ANALYTICS_FLEET_CONCURRENCY": "4",
+           "TAP_ANALYTICS_FLEET_HOST_CONCURRENCY": "1",
+           "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
+           "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused",
+           "TARGET_POSTGRES_DATABASE": cluster.database,
+           **{f"HOST_KEY_{i}": s.api.api_key for i, s in enumerate(servers)}}
+    env.pop("MELTANO_DATABASE_URI", None)
+    try:
+        proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh")], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        most: dict[str, int] = {}
+        together = 0
+        while proc.poll() is None:
+            syncing = [hosts[i] for i in range(len(hosts))
+                       if fleet_faults.of_account(f"host_{i}", "tap")]
+            for host in set(syncing):
+                most[host] = max(most.get(host, 0), syncing.count(host))
+            together = max(together, len(set(syncing)))
+            time.sleep(0.05)
+        out, err = proc.communicate()
+        OUTPUTS.extend([out, err])
+        assert proc.returncode == 0, (out, err[-3000:])
+        assert most == {"127.0.0.1": 1, "localhost": 1}, most
+        assert together == 2, "the two hosts' accounts never ran side by side"
+        for i, server in enumerate(servers):
+            assert_tables_equal_server(cluster, f"host_{i}", server)
+    finally:
+        for server in servers:
+            server.server.shutdown()
+            server.server.server_close()
