@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import time
 import typing as t
@@ -24,16 +23,16 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 
 from orchestrate.definitions import HOST_TAG, POOL, TENANTS
 from orchestrate.run_tenant import prepare_state_database, run_environment
-from orchestrate.submit import submit_backfill
+from orchestrate.submit import hosted_daemon, submit_backfill
 from orchestrate.tenants import ROOT, TenantError, load_tenants
 
 TAG = "tap_analytics/fleet"
 DAGSTER_DB = "TAP_ANALYTICS_FLEET_DAGSTER_DB"
 STARTED_PID = re.compile(r"Started process for run \(pid: (\d+)\)")
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
-BIN = Path(sys.executable).parent
 
 
+OUT, ERR = sys.stdout, sys.stderr  # this process's own lines (log_to_file keeps them apart)
 MARK = "# written by scripts/fleet.sh; delete this line to keep your own changes\n"
 
 
@@ -81,14 +80,6 @@ def instance_home(concurrency: int) -> Path:
         config.write_text(MARK + yaml.safe_dump(instance_config(concurrency, os.environ)))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
-
-
-def start_daemon(home: Path) -> subprocess.Popen:
-    log = (home / "daemon.log").open("ab")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}  # the run launcher's module
-    return subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-m", "orchestrate"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def launch(instance: DagsterInstance, ids: list[str], fleet: str) -> None:
@@ -154,7 +145,7 @@ def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> d
         for ident in fail_dead_runs(instance, runs):
             if again.get(ident, 0) < budget and runs[ident].run_id not in replaced:
                 again[ident] = again.get(ident, 0) + 1
-                print(f"fleet: {ident}: its run was killed; running it again", file=sys.stderr)
+                print(f"fleet: {ident}: its run was killed; running it again", file=ERR)
                 replaced.add(runs[ident].run_id)
                 launch(instance, [ident], fleet)
         if len(runs) >= count and all(r.status in FINISHED and r.run_id not in replaced
@@ -174,7 +165,7 @@ def say_who_waits(instance: DagsterInstance, ids: list[str]) -> None:
         ident = run.tags.get("dagster/partition")
         if ident in ids:
             print(f"fleet: {ident} is already syncing (run {run.run_id[:8]}); its run waits "
-                  "for that one (one sync per account at a time)", file=sys.stderr)
+                  "for that one (one sync per account at a time)", file=ERR)
 
 
 def outcome(instance: DagsterInstance, run) -> str:
@@ -197,6 +188,22 @@ def outcome(instance: DagsterInstance, run) -> str:
     return f"failed: run {run.status.value.lower()}"
 
 
+def log_to_file(home: Path) -> None:
+    """What Dagster's daemon and the runs print (each run worker's Dagster log, Meltano's
+    lines) goes to `DAGSTER_HOME/daemon.log`, as the daemon process's output did; this
+    process keeps its own stdout and stderr for its lines (a caller reading only those at
+    the end must not block the runs on a full pipe)."""
+    global OUT, ERR
+    sys.stdout.flush()
+    sys.stderr.flush()
+    OUT = os.fdopen(os.dup(1), "w", buffering=1)
+    ERR = os.fdopen(os.dup(2), "w", buffering=1)
+    log = os.open(home / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+
+
 def register(instance: DagsterInstance, known: list[str]) -> None:
     """The asset's partitions become the tenants file's accounts."""
     have = set(instance.get_dynamic_partitions(TENANTS.name))
@@ -217,44 +224,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tenants = load_tenants()
     except TenantError as exc:
-        print(f"fleet: {exc}", file=sys.stderr)
+        print(f"fleet: {exc}", file=ERR)
         return 2
     known = [t.id for t in tenants]
     ids = args.ids or known
     unknown = [i for i in ids if i not in known]
     if unknown:
-        print(f"fleet: no tenant {unknown[0]!r} in the tenants file", file=sys.stderr)
+        print(f"fleet: no tenant {unknown[0]!r} in the tenants file", file=ERR)
         return 2
     concurrency = int(os.environ.get("TAP_ANALYTICS_FLEET_CONCURRENCY") or 4)
     home = instance_home(concurrency)
     if args.register:
         with DagsterInstance.get() as instance:
             register(instance, known)
-        print(f"fleet: {len(known)} accounts are partitions of tenant_sync", file=sys.stderr)
+        print(f"fleet: {len(known)} accounts are partitions of tenant_sync", file=ERR)
         return 0
     prepare_state_database(run_environment({}, "unused", os.environ), os.environ)
-    daemon = start_daemon(home)
-    try:
-        with DagsterInstance.get() as instance:
-            instance.event_log_storage.set_concurrency_slots(POOL, concurrency)
-            register(instance, known)
-            fleet = uuid.uuid4().hex[:12]
-            started = time.monotonic()
-            say_who_waits(instance, ids)
-            launch(instance, ids, fleet)
-            runs = wait(instance, fleet, len(ids), args.timeout)
-            results = {ident: outcome(instance, r) for ident, r in runs.items()}
-    finally:
-        daemon.terminate()
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
+    log_to_file(home)
+    with DagsterInstance.get() as instance, hosted_daemon(instance):
+        instance.event_log_storage.set_concurrency_slots(POOL, concurrency)
+        register(instance, known)
+        fleet = uuid.uuid4().hex[:12]
+        started = time.monotonic()
+        say_who_waits(instance, ids)
+        launch(instance, ids, fleet)
+        runs = wait(instance, fleet, len(ids), args.timeout)
+        results = {ident: outcome(instance, r) for ident, r in runs.items()}
     for ident in ids:
-        print(f"{ident}: {results.get(ident, 'failed: no run')}")
+        print(f"{ident}: {results.get(ident, 'failed: no run')}", file=OUT)
     failed = [i for i in ids if not results.get(i, "").startswith("landed")]
     print(f"fleet: {len(ids) - len(failed)} landed, {len(failed)} failed in "
-          f"{time.monotonic() - started:.1f}s ({concurrency} at once)", file=sys.stderr)
+          f"{time.monotonic() - started:.1f}s ({concurrency} at once)", file=ERR)
     return 1 if failed else 0
 
 

@@ -1,7 +1,7 @@
-"""A backfill of accounts, submitted from this process.
+"""A backfill of accounts, submitted from this process, and Dagster's daemon hosted in it.
 
-It is what `dagster job backfill -m orchestrate -j sync_tenants --partitions ...` does (the
-same backfill record, the same runs, queued for the daemon), with the code location loaded
+`submit_backfill` is what `dagster job backfill -m orchestrate -j sync_tenants --partitions`
+does (the same backfill record, the same runs, queued for the daemon), with the code location loaded
 in this process instead of in a CLI process and a code server of its own: those two
 imported Dagster and this code again on every `fleet.sh`, about 3 s of CPU. The functions
 it calls are the CLI's own, from the Dagster version `orchestrate/requirements.txt` pins.
@@ -9,6 +9,7 @@ it calls are the CLI's own, from the Dagster version `orchestrate/requirements.t
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import typing as t
 
@@ -25,6 +26,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_backfill_id
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._daemon.controller import daemon_controller_from_instance
 from dagster._time import get_current_timestamp
 
 from orchestrate.tenants import ROOT
@@ -33,14 +35,29 @@ LOCATION = "orchestrate"  # the name `dagster-daemon run -m orchestrate` gives t
 JOB = "sync_tenants"
 
 
-def submit_backfill(instance: DagsterInstance, ids: list[str], tags: dict[str, str]) -> str:
-    """One queued run per account; returns the backfill's id."""
-    origin = InProcessCodeLocationOrigin(
+def in_process_target() -> InProcessWorkspaceLoadTarget:
+    """This code location, loaded in the calling process, under the name a code server of
+    `-m orchestrate` gives it (so runs created here are the runs Dagster's CLI would make)."""
+    return InProcessWorkspaceLoadTarget([InProcessCodeLocationOrigin(
         LoadableTargetOrigin(executable_path=sys.executable, module_name=LOCATION,
                              working_directory=str(ROOT)),
-        location_name=LOCATION)
-    target = InProcessWorkspaceLoadTarget([origin])
-    with WorkspaceProcessContext(instance, target) as process_context:
+        location_name=LOCATION)])
+
+
+@contextlib.contextmanager
+def hosted_daemon(instance: DagsterInstance) -> t.Iterator[None]:
+    """Dagster's daemon (its controller and every daemon `dagster-daemon run` starts: run
+    queue, backfills, sensors, schedules) on threads of this process, with the code location
+    loaded here: no daemon process and no code server importing Dagster again per
+    `fleet.sh`. Its warnings and errors go to stderr."""
+    with daemon_controller_from_instance(instance, workspace_load_target=in_process_target(),
+                                         log_level="warning"):
+        yield
+
+
+def submit_backfill(instance: DagsterInstance, ids: list[str], tags: dict[str, str]) -> str:
+    """One queued run per account; returns the backfill's id."""
+    with WorkspaceProcessContext(instance, in_process_target()) as process_context:
         workspace = process_context.create_request_context()
         location = get_code_location_from_workspace(workspace, LOCATION)
         repo = get_remote_repository_from_code_location(location, None)
