@@ -9,7 +9,8 @@ SCHEDULE` (cron, hourly by default), `TAP_ANALYTICS_FLEET_SCHEDULE_RUNNING` (tru
 the schedule switched on), `TAP_ANALYTICS_FLEET_RETRIES` and `_RETRY_DELAY` (Dagster's
 retry policy for transient failures). How many accounts run at once is the limit of the
 pool `tap_analytics` (`dagster.yaml`: `concurrency.pools.default_limit`, written by
-`scripts/fleet.sh` from `TAP_ANALYTICS_FLEET_CONCURRENCY`, default 4).
+`scripts/fleet.sh` from `TAP_ANALYTICS_FLEET_CONCURRENCY`, default 4); how many of one API
+host, a tag limit on `tap_analytics/api_host` (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`).
 """
 
 import os

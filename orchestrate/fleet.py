@@ -22,6 +22,7 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from orchestrate.definitions import HOST_TAG, POOL, TENANTS
+from orchestrate.launcher import PID_TAG, alive
 from orchestrate.run_tenant import prepare_state_database, run_environment
 from orchestrate.submit import hosted_daemon, submit_backfill
 from orchestrate.tenants import ROOT, TenantError, load_tenants
@@ -96,19 +97,13 @@ def latest_runs(instance: DagsterInstance, fleet: str) -> dict[str, t.Any]:
 
 
 def worker_pid(instance: DagsterInstance, run: t.Any) -> int | None:
+    if run.tags.get(PID_TAG):  # orchestrate.launcher records it
+        return int(run.tags[PID_TAG])
     for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
         match = STARTED_PID.search(record.message or record.dagster_event.message or "")
         if match:
             return int(match.group(1))
     return None
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def fail_dead_runs(instance: DagsterInstance, runs: dict[str, t.Any]) -> list[str]:
@@ -153,7 +148,7 @@ def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> d
             return runs
         if time.monotonic() > deadline:
             raise TimeoutError(f"the fleet did not finish in {timeout:.0f}s")
-        time.sleep(0.5)
+        time.sleep(1)
 
 
 def say_who_waits(instance: DagsterInstance, ids: list[str]) -> None:
