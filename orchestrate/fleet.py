@@ -65,6 +65,9 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
         "run_retries": {"enabled": True, "retry_on_asset_or_op_failure": False,
                         "max_retries": int(environ.get("TAP_ANALYTICS_FLEET_RUN_RETRIES") or 2)},
         "telemetry": {"enabled": False},
+        # no freshness policies or automation conditions here: their daemons would only tick
+        "freshness": {"enabled": False},
+        "auto_materialize": {"enabled": False, "use_sensors": False},
     }
     if environ.get(DAGSTER_DB):
         config["storage"] = {"postgres": {"postgres_url": {"env": DAGSTER_DB}}}

@@ -79,9 +79,13 @@ def state_database_uri(environ: t.Mapping[str, str]) -> tuple[str, bool]:
     return uri, True
 
 
-def run_environment(tenant_env: dict[str, str], schema: str,
-                    environ: t.Mapping[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in environ.items() if not k.startswith(PRIVATE)}
+def run_environment(tenant_env: dict[str, str], schema: str, environ: t.Mapping[str, str],
+                    referenced: t.Collection[str] = ()) -> dict[str, str]:
+    """The run's environment: the orchestrator's, less every `TAP_ANALYTICS_*` setting and
+    every variable a tenant refers to (`referenced`: the other accounts' keys stay out of
+    this account's processes; its own arrive as its settings), plus its own settings."""
+    env = {k: v for k, v in environ.items()
+           if not k.startswith(PRIVATE) and k not in referenced}
     env.update(tenant_env)
     env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] = schema
     catalog = environ.get("TAP_ANALYTICS_FLEET_CATALOG")
@@ -180,10 +184,12 @@ class Outcome:
 
 def sync(tenant_id: str, tenants_path: Path, log: Log) -> Outcome:
     try:
-        tenant = {t_.id: t_ for t_ in load_tenants(tenants_path)}.get(tenant_id)
+        tenants = load_tenants(tenants_path)
+        tenant = {t_.id: t_ for t_ in tenants}.get(tenant_id)
         if tenant is None:
             raise TenantError(f"tenant {tenant_id!r} is no longer in the tenants file")
-        env = run_environment(tenant.environment(os.environ), tenant.schema, os.environ)
+        env = run_environment(tenant.environment(os.environ), tenant.schema, os.environ,
+                              {name for t_ in tenants for name in t_.references()})
         refuse_shared_settings(project_dir())
     except TenantError as exc:
         return Outcome(failed=str(exc))

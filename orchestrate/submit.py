@@ -26,7 +26,11 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_backfill_id
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-from dagster._daemon.controller import daemon_controller_from_instance
+from dagster._daemon.controller import (
+    create_daemons_from_instance,
+    daemon_controller_from_instance,
+)
+from dagster._daemon.daemon import DagsterDaemon, SensorDaemon
 from dagster._time import get_current_timestamp
 
 from orchestrate.tenants import ROOT
@@ -49,10 +53,16 @@ def hosted_daemon(instance: DagsterInstance) -> t.Iterator[None]:
     """Dagster's daemon (its controller and every daemon `dagster-daemon run` starts: run
     queue, backfills, sensors, schedules) on threads of this process, with the code location
     loaded here: no daemon process and no code server importing Dagster again per
-    `fleet.sh`. Its warnings and errors go to stderr."""
+    `fleet.sh`."""
     with daemon_controller_from_instance(instance, workspace_load_target=in_process_target(),
-                                         log_level="warning"):
+                                         gen_daemons=daemons_but_sensors, log_level="warning"):
         yield
+
+
+def daemons_but_sensors(instance: DagsterInstance) -> list[DagsterDaemon]:
+    """Every daemon `dagster-daemon run` would start but the sensors': the one sensor keeps
+    the partitions equal to the tenants file, which `fleet.sh` has just done itself."""
+    return [d for d in create_daemons_from_instance(instance) if not isinstance(d, SensorDaemon)]
 
 
 def submit_backfill(instance: DagsterInstance, ids: list[str], tags: dict[str, str]) -> str:

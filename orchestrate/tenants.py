@@ -54,6 +54,11 @@ class Tenant:
             out[PREFIX + name.upper()] = _expand(text, environ, self.id, name)
         return out
 
+    def references(self) -> set[str]:
+        """The environment variables its settings name (`${VAR}`)."""
+        return {m.group(1) for value in self.settings.values()
+                for m in REFERENCE.finditer(value if isinstance(value, str) else json.dumps(value))}
+
     def api_host(self, environ: t.Mapping[str, str]) -> str:
         """The host of the account's `base_url` (the plugin's default when unset): accounts
         of one host share its rate limit. A `${VAR}` not set here counts as its own text."""

@@ -42,5 +42,9 @@ if [ ! -f .venv-dagster/.stamp-"$stamp" ]; then
   [ -x .venv-dagster/bin/python ] || "$PY" -m venv .venv-dagster
   .venv-dagster/bin/pip install -q --upgrade pip
   .venv-dagster/bin/pip install -q -r orchestrate/requirements.txt
+  # `orchestrate` importable from any directory: dagster.yaml names its run launcher
+  # (orchestrate.launcher), which `dagster dev` and `dagster-daemon` load wherever they run
+  .venv-dagster/bin/python -c 'import site, sys; open(site.getsitepackages()[0] + "/tap_analytics_fleet.pth", "w").write(sys.argv[1] + "\n")' "$PWD"
+  .venv-dagster/bin/python -m compileall -q orchestrate
   rm -f .venv-dagster/.stamp-*; touch .venv-dagster/.stamp-"$stamp"
 fi

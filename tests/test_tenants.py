@@ -38,6 +38,22 @@ def test_settings_become_the_environment_meltano_reads(tmp_path: Path) -> None:
         tenant.environment({})
 
 
+def test_the_api_host_and_the_variables_a_tenant_names(tmp_path: Path) -> None:
+    """Runs are limited per API host; every variable a tenant names stays out of the other
+    accounts' runs."""
+    acme, globex, initech = load_tenants(write(tmp_path, [
+        {"id": "acme", "settings": {"base_url": "https://API.vendor.com:8443/v1",
+                                    "api_key": "${ACME_KEY}"}},
+        {"id": "globex", "settings": {"base_url": "${GLOBEX_URL}", "auth_type": "oauth2",
+                                      "client_secret": "${GLOBEX_SECRET}"}},
+        {"id": "initech", "settings": {}}]))
+    assert acme.api_host({}) == "api.vendor.com"
+    assert globex.api_host({"GLOBEX_URL": "http://eu.vendor.com/"}) == "eu.vendor.com"
+    assert initech.api_host({}) == "api.example.com"  # the plugin's default base_url
+    assert acme.references() == {"ACME_KEY"}
+    assert globex.references() == {"GLOBEX_URL", "GLOBEX_SECRET"}
+
+
 @pytest.mark.parametrize(("tenants", "fragment"), [
     ([{"id": "acme", "settings": {"api_key": "s3cr3t-inline"}}],
      "setting 'api_key' is a secret written inline"),
@@ -110,3 +126,16 @@ def test_a_tap_setting_in_the_projects_env_file_is_refused(tmp_path: Path) -> No
     assert proc.returncode != 0
     assert "the project's .env sets TAP_ANALYTICS_API_KEY" in proc.stderr
     assert "a-key-of-one-account" not in proc.stderr
+
+
+def test_a_run_gets_no_other_accounts_variables() -> None:
+    from orchestrate.run_tenant import run_environment
+
+    environ = {"PATH": "/bin", "ACME_KEY": "k-acme", "GLOBEX_SECRET": "k-globex",
+               "TAP_ANALYTICS_PAGE_SIZE": "7", "TARGET_POSTGRES_HOST": "db"}
+    env = run_environment({"TAP_ANALYTICS_API_KEY": "k-acme"}, "acme", environ,
+                          {"ACME_KEY", "GLOBEX_SECRET"})
+    assert "k-globex" not in env.values() and "ACME_KEY" not in env
+    assert "TAP_ANALYTICS_PAGE_SIZE" not in env
+    assert env["TAP_ANALYTICS_API_KEY"] == "k-acme" and env["TARGET_POSTGRES_HOST"] == "db"
+    assert env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] == "acme"
