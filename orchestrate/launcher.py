@@ -28,15 +28,20 @@ from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, 
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
+from orchestrate import warm_meltano
+
 PID_TAG = "tap_analytics/worker_pid"
 # what every run worker imports: loaded once, in the fork server
-PRELOAD = ["dagster", "dagster._cli.api", "orchestrate.definitions", "orchestrate.run_tenant"]
+# (meltano.cli when Meltano is installed here: see orchestrate.warm_meltano)
+PRELOAD = ["dagster", "dagster._cli.api", "orchestrate.definitions", "orchestrate.run_tenant",
+           "meltano.cli"]
 
 
 def execute(serialized_args: str) -> None:
     """The run worker's body: `dagster api execute_run`, in a forked, already warm process."""
     from dagster._cli.api import execute_run_command
 
+    warm_meltano.prefork()  # while this process is still one thread
     execute_run_command.main([serialized_args], prog_name="dagster api execute_run")
 
 

@@ -12,16 +12,12 @@ table on success, or the line that explains a failure, with whether a retry can 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import typing as t
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +25,12 @@ from urllib.parse import quote
 
 import psycopg
 
+from orchestrate.process_group import meltano_process
 from orchestrate.reasons import failure_reason
 from orchestrate.tenants import PREFIX, ROOT, TenantError, load_tenants
 
 STATE_SCHEMA = "meltano"
 DEFAULT_MAX_RUNTIME = 4 * 3600  # seconds: a run that hangs gives its slot back
-PR_SET_PDEATHSIG = 1
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Not worth a retry: the account's own key, access or configuration is wrong.
 FINAL = (" answered 401 ", " answered 403 ", " answered 404 ", "Invalid configuration",
@@ -204,7 +200,8 @@ def sync(tenant_id: str, tenants_path: Path, log: Log) -> Outcome:
     limit = max_runtime(os.environ)
     with private_system_dir(project_dir()) as system_dir:
         env["MELTANO_SYS_DIR_ROOT"] = str(system_dir)
-        with GroupedProcess(command, cwd=project_dir(), env=env, limit=limit) as proc:
+        with meltano_process(command, cwd=str(project_dir()), env=env,
+                             limit=limit) as proc:
             for raw in proc.stdout:
                 line = ANSI.sub("", raw.rstrip("\n"))
                 sys.stderr.write(line + "\n")  # the compute log keeps everything
@@ -223,55 +220,3 @@ def sync(tenant_id: str, tenants_path: Path, log: Log) -> Outcome:
 def max_runtime(environ: t.Mapping[str, str]) -> float:
     value = environ.get("TAP_ANALYTICS_FLEET_MAX_RUNTIME") or DEFAULT_MAX_RUNTIME
     return float(value)
-
-
-class GroupedProcess(subprocess.Popen):
-    """`meltano run` in a process group of its own (the tap and the target join it), which
-    never outlives the run: it dies with this process (PDEATHSIG), is stopped at the
-    maximum run time, and whatever of it is left when Meltano exits is killed, so no
-    orphan of a dead run can write beside the next one."""
-
-    def __init__(self, command: list[str], *, limit: float, **kwargs: t.Any) -> None:
-        super().__init__(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         text=True, errors="replace", start_new_session=True,
-                         preexec_fn=_die_with_parent, **kwargs)
-        self.timed_out = False
-        self._timer = threading.Timer(limit, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _expire(self) -> None:
-        self.timed_out = True
-        self.stop_group(grace=10)
-
-    def stop_group(self, grace: float) -> None:
-        """SIGTERM to the group, SIGKILL to whatever is left after `grace` seconds."""
-        _signal_group(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while _group_alive(self.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        _signal_group(self.pid, signal.SIGKILL)
-
-    def __exit__(self, *exc: t.Any) -> None:
-        super().__exit__(*exc)
-        self._timer.cancel()
-        if _group_alive(self.pid):  # a plugin left behind by a Meltano that died
-            self.stop_group(grace=5)
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True

@@ -35,18 +35,21 @@ def processes() -> dict[int, tuple[str, dict[str, str], int]]:
 
 
 def of_account(schema: str, part: str) -> list[int]:
-    """The account's processes of one part: "tap", "target" or "meltano"."""
+    """The account's processes of one part: "tap", "target" or "meltano" (the parent of
+    its tap: a warm `meltano run` is a fork of the run worker, so neither its command line
+    nor its initial environment names it)."""
+    table = processes()
     found = []
-    for pid, (cmdline, environ, _) in processes().items():
+    for pid, (cmdline, environ, parent) in table.items():
         if environ.get("TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA") != schema:
             continue
-        is_tap = "/bin/tap-analytics" in cmdline
-        is_target = "/bin/target-postgres" in cmdline
-        is_meltano = "meltano run" in cmdline
-        if {"tap": is_tap, "target": is_target, "meltano": is_meltano and not (
-                is_tap or is_target)}[part]:
+        if part == "tap" and "/bin/tap-analytics" in cmdline:
             found.append(pid)
-    return found
+        elif part == "target" and "/bin/target-postgres" in cmdline:
+            found.append(pid)
+        elif part == "meltano" and "/bin/tap-analytics" in cmdline and parent in table:
+            found.append(parent)
+    return sorted(set(found))
 
 
 def whole_run(schema: str) -> list[int]:
