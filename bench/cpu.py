@@ -39,12 +39,14 @@ def program(argv: list[str], comm: str) -> str:
     `python -m`, else the script's or the executable's name."""
     words = [a for a in argv if a]
     text = " ".join(words)
+    if comm == "meltano":  # a warm `meltano run`: a fork of the run worker, renamed
+        return "meltano"
     if "dagster-daemon" in text:
         return "dagster-daemon"
     if "dagster" in text and " api grpc" in text:
         return "dagster code server"
     if "multiprocessing" in text or "execute_run" in text:
-        return "dagster run worker"
+        return "dagster run worker"  # and the fork server they are forked from
     if "dagster" in text and " job backfill" in text:
         return "dagster backfill (CLI)"
     if "-m" in words[:-1]:

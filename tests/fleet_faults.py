@@ -43,9 +43,8 @@ def of_account(schema: str, part: str) -> list[int]:
     for pid, (cmdline, environ, parent) in table.items():
         if environ.get("TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA") != schema:
             continue
-        if part == "tap" and "/bin/tap-analytics" in cmdline:
-            found.append(pid)
-        elif part == "target" and "/bin/target-postgres" in cmdline:
+        program = {"tap": "/bin/tap-analytics", "target": "/bin/target-postgres"}.get(part)
+        if program and program in cmdline:
             found.append(pid)
         elif part == "meltano" and "/bin/tap-analytics" in cmdline and parent in table:
             found.append(parent)
