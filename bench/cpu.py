@@ -41,6 +41,8 @@ def program(argv: list[str], comm: str) -> str:
     text = " ".join(words)
     if comm == "meltano":  # a warm `meltano run`: a fork of the run worker, renamed
         return "meltano"
+    if "orchestrate.fleet" in text or "fleet.sh" in text:
+        return "fleet.sh (Dagster's daemon, the backfill, the wait)"
     if "dagster-daemon" in text:
         return "dagster-daemon"
     if "dagster" in text and " api grpc" in text:
