@@ -2,9 +2,10 @@
 
 It uses Dagster as it runs in production, on this machine: an instance (`DAGSTER_HOME`,
 `.dagster/` by default) whose run queue holds runs while the pool `tap_analytics` is full
-(`concurrency.pools.granularity: run`), the Dagster daemon dequeuing them, and a backfill
-of the asset `tenant_sync`, one run per account. It prints one line per account (landed:
-rows per table, or failed: the reason) and exits 1 if any failed.
+(`concurrency.pools.granularity: run`), Dagster's daemon dequeuing them (hosted on this
+process's threads, `orchestrate.submit`), and a backfill of the asset `tenant_sync`, one
+run per account, each run's worker forked warm (`orchestrate.launcher`). It prints one
+line per account (landed: rows per table, or failed: the reason) and exits 1 if any failed.
 """
 
 from __future__ import annotations
@@ -111,9 +112,8 @@ def worker_pid(instance: DagsterInstance, run: t.Any) -> int | None:
 
 def fail_dead_runs(instance: DagsterInstance, runs: dict[str, t.Any]) -> list[str]:
     """The accounts whose run's worker process is gone (killed with everything it
-    started): the run is marked failed. Dagster's run monitoring does this for launchers
-    that can tell (Kubernetes); the default launcher, a process on this machine, cannot,
-    and its run would stay STARTED for ever."""
+    started): the run is marked failed. Dagster's run monitoring does this where it is
+    switched on (Kubernetes); here it is not, and the run would stay STARTED for ever."""
     dead = []
     for ident, run in runs.items():
         if run.status == DagsterRunStatus.FAILURE and not instance.all_logs(
