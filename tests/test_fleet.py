@@ -48,6 +48,20 @@ def fleet(env: dict, *ids: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def fleet_env(tmp_path: Path, tenants: list[dict], warehouse: Cluster,
+              **extra: str) -> dict[str, str]:
+    """fleet.sh's environment: the tenants file (written here), a Dagster instance of the
+    test's own, the warehouse, and `extra`; no MELTANO_DATABASE_URI (state in the warehouse)."""
+    (tmp_path / "tenants.yml").write_text(yaml.safe_dump({"tenants": tenants}))
+    env = {**os.environ, "TAP_ANALYTICS_TENANTS": str(tmp_path / "tenants.yml"),
+           "DAGSTER_HOME": str(tmp_path / "dagster"),
+           "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(warehouse.port),
+           "TARGET_POSTGRES_USER": warehouse.user, "TARGET_POSTGRES_PASSWORD": "unused",
+           "TARGET_POSTGRES_DATABASE": warehouse.database, **extra}
+    env.pop("MELTANO_DATABASE_URI", None)
+    return env
+
+
 def lines_by_tenant(stdout: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in stdout.splitlines() if ": " in line)
 
@@ -57,17 +71,12 @@ def test_fleet_lands_every_account_alone_twice(fleet_servers: dict[str, FakeServ
     tenants = [{"id": name, "schema": f"fleet_{name}", "settings": {
         "base_url": server.url, "api_key": f"${{{name.upper()}_KEY}}", "page_size": 50,
         "backoff_factor": 0}} for name, server in fleet_servers.items()]
-    (tmp_path / "tenants.yml").write_text(yaml.safe_dump({"tenants": tenants}))
-    env = {**os.environ, "TAP_ANALYTICS_TENANTS": str(tmp_path / "tenants.yml"),
-           "DAGSTER_HOME": str(tmp_path / "dagster"), "TAP_ANALYTICS_FLEET_RETRY_DELAY": "0.1",
-           "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
-           "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused",
-           "TARGET_POSTGRES_DATABASE": cluster.database,
-           # would change every account if the orchestrator's environment leaked into runs
-           "TAP_ANALYTICS_PAGE_SIZE": "7", "TAP_ANALYTICS_API_KEY": "acme-key-07x",
-           **{f"{name.upper()}_KEY": s.api.api_key for name, s in fleet_servers.items()
-              if name != "revoked"}, "REVOKED_KEY": "revoked-by-the-api"}
-    env.pop("MELTANO_DATABASE_URI", None)
+    env = fleet_env(tmp_path, tenants, cluster, TAP_ANALYTICS_FLEET_RETRY_DELAY="0.1",
+                    # would change every account if the orchestrator's environment leaked
+                    TAP_ANALYTICS_PAGE_SIZE="7", TAP_ANALYTICS_API_KEY="acme-key-07x",
+                    **{f"{name.upper()}_KEY": s.api.api_key
+                       for name, s in fleet_servers.items() if name != "revoked"},
+                    REVOKED_KEY="revoked-by-the-api")
 
     first = fleet(env)
     assert first.returncode == 1, first.stderr[-3000:]
@@ -169,19 +178,13 @@ def test_unclean_ends_never_lock_an_account_out(cluster: Cluster, warehouse: Clu
         "base_url": s.url, "api_key": f"${{{name.upper()}_KEY}}", "page_size": 25,
         "max_concurrency": 1,
         "backoff_factor": 0, "request_timeout": 300}} for name, s in servers.items()]
-    (tmp_path / "tenants.yml").write_text(yaml.safe_dump({"tenants": tenants}))
-    env = {**os.environ, "TAP_ANALYTICS_TENANTS": str(tmp_path / "tenants.yml"),
-           "DAGSTER_HOME": str(tmp_path / "dagster"),
-           "TAP_ANALYTICS_FLEET_DAGSTER_DB":
-               f"postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{database}",
-           "TAP_ANALYTICS_FLEET_CONCURRENCY": "5", "TAP_ANALYTICS_FLEET_RETRIES": "3",
-           "TAP_ANALYTICS_FLEET_RETRY_DELAY": "1", "TAP_ANALYTICS_FLEET_MAX_RUNTIME": "50",
-           "TAP_ANALYTICS_FLEET_TIMEOUT": "400",
-           "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(warehouse.port),
-           "TARGET_POSTGRES_USER": warehouse.user, "TARGET_POSTGRES_PASSWORD": "unused",
-           "TARGET_POSTGRES_DATABASE": warehouse.database,
-           **{f"{name.upper()}_KEY": s.api.api_key for name, s in servers.items()}}
-    env.pop("MELTANO_DATABASE_URI", None)
+    env = fleet_env(tmp_path, tenants, warehouse,
+                    TAP_ANALYTICS_FLEET_DAGSTER_DB=f"postgresql://{cluster.user}@127.0.0.1:"
+                                                   f"{cluster.port}/{database}",
+                    TAP_ANALYTICS_FLEET_CONCURRENCY="5", TAP_ANALYTICS_FLEET_RETRIES="3",
+                    TAP_ANALYTICS_FLEET_RETRY_DELAY="1", TAP_ANALYTICS_FLEET_MAX_RUNTIME="50",
+                    TAP_ANALYTICS_FLEET_TIMEOUT="400",
+                    **{f"{name.upper()}_KEY": s.api.api_key for name, s in servers.items()})
     try:
         # round 1: one kill per account, mid-sync, all at about the same time
         started = time.monotonic()
@@ -259,15 +262,9 @@ def test_accounts_of_one_api_host_share_its_limit(cluster: Cluster, tmp_path: Pa
         "base_url": s.url.replace("127.0.0.1", host), "api_key": f"${{HOST_KEY_{i}}}",
         "page_size": 20, "backoff_factor": 0}}
         for i, (s, host) in enumerate(zip(servers, hosts, strict=True))]
-    (tmp_path / "tenants.yml").write_text(yaml.safe_dump({"tenants": tenants}))
-    env = {**os.environ, "TAP_ANALYTICS_TENANTS": str(tmp_path / "tenants.yml"),
-           "DAGSTER_HOME": str(tmp_path / "dagster"), "TAP_ANALYTICS_FLEET_CONCURRENCY": "4",
-           "TAP_ANALYTICS_FLEET_HOST_CONCURRENCY": "1",
-           "TARGET_POSTGRES_HOST": "127.0.0.1", "TARGET_POSTGRES_PORT": str(cluster.port),
-           "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused",
-           "TARGET_POSTGRES_DATABASE": cluster.database,
-           **{f"HOST_KEY_{i}": s.api.api_key for i, s in enumerate(servers)}}
-    env.pop("MELTANO_DATABASE_URI", None)
+    env = fleet_env(tmp_path, tenants, cluster, TAP_ANALYTICS_FLEET_CONCURRENCY="4",
+                    TAP_ANALYTICS_FLEET_HOST_CONCURRENCY="1",
+                    **{f"HOST_KEY_{i}": s.api.api_key for i, s in enumerate(servers)})
     try:
         proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh")], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
