@@ -102,24 +102,44 @@ def test_every_target_gets_every_record_and_value(drifting: FakeServer, targets:
         assert_all_kept(server, landed(), name)
 
 
+# singer-check-tap as released, with its one race mended: it reads the tap's output on a
+# thread and takes that thread's summary as soon as the tap has exited, without joining it;
+# when lines are still in the pipe (more so on a busy machine) the summary is not made yet
+# and it crashes ("'NoneType' object has no attribute 'num_messages'"). Here the summary
+# waits for its thread; every check the tool makes on the output is its own, unchanged.
+CHECK_TAP_JOINED = """
+import sys
+from singertools import check_tap
+
+
+class JoinedReader(check_tap.StdoutReader):
+    @property
+    def summary(self):
+        if self.is_alive():
+            self.join()
+        return self._summary
+
+    @summary.setter
+    def summary(self, value):
+        self._summary = value
+
+
+check_tap.StdoutReader = JoinedReader
+sys.exit(check_tap.main())
+"""
+
+
 @pytest.mark.parametrize("drifting", SEEDS, indirect=True, ids=[f"seed={s}" for s in SEEDS])
 def test_singer_check_tap_finds_the_output_valid(drifting: FakeServer, targets: dict,
                                                  tmp_path: Path) -> None:
-    """singer-tools runs the tap twice (the second time with the state of the first).
-
-    singer-check-tap reads the tap's output on a thread and returns that thread's summary
-    as soon as the tap has exited, without waiting for it: when the tap exits with lines
-    still in the pipe (its pipe is enlarged for long STATE lines), the summary is not made
-    yet and the tool crashes on it ("'NoneType' object has no attribute 'num_messages'").
-    Such a run is tried again, at most twice; an invalid output fails every time."""
+    """singer-tools runs the tap twice (the second time with the state of the first) and
+    validates every message against the schema in force."""
     (tmp_path / "tap.json").write_text(json.dumps(config_for(drifting, page_size=40)))
     executable = Path(tap_command()[0]).parent / "tap-analytics"
-    for _ in range(3):
-        result = subprocess.run([str(targets["singer-check-tap"]), "--tap", str(executable),
-                                 "--config", str(tmp_path / "tap.json")], cwd=tmp_path,
-                                capture_output=True, text=True, timeout=600)
-        OUTPUTS.extend([result.stdout, result.stderr])
-        if "no attribute 'num_messages'" not in result.stderr:
-            break
+    python = Path(targets["singer-check-tap"]).parent / "python"
+    result = subprocess.run([str(python), "-c", CHECK_TAP_JOINED, "--tap", str(executable),
+                             "--config", str(tmp_path / "tap.json")], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=600)
+    OUTPUTS.extend([result.stdout, result.stderr])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.count("The output is valid.") == 2
