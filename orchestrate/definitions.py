@@ -18,7 +18,7 @@ import os
 import dagster as dg
 
 from orchestrate.run_tenant import sync
-from orchestrate.tenants import load_tenants, tenants_file
+from orchestrate.tenants import load_tenants, tenant_by_id, tenants_file
 
 POOL = "tap_analytics"
 HOST_TAG = "tap_analytics/api_host"
@@ -54,17 +54,17 @@ def tenant_sync(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 def partition_tags(tenant_id: str) -> dict[str, str]:
     """Each account's runs carry the host of its API: `dagster.yaml` limits the runs at once
     per value of this tag (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`)."""
-    tenant = {t.id: t for t in load_tenants()}.get(tenant_id)
+    tenant = tenant_by_id(tenant_id)
     return {HOST_TAG: tenant.api_host(os.environ)} if tenant else {}
 
 
+JOB = "sync_tenants"
+PARTITIONED_CONFIG = dg.PartitionedConfig(partitions_def=TENANTS,
+                                          run_config_for_partition_key_fn=lambda _key: {},
+                                          tags_for_partition_key_fn=partition_tags)
 # in process: the run's one step needs no process of its own (meltano is the work)
-sync_tenants = dg.define_asset_job(
-    "sync_tenants", selection=[tenant_sync], partitions_def=TENANTS,
-    executor_def=dg.in_process_executor,
-    config=dg.PartitionedConfig(partitions_def=TENANTS,
-                                run_config_for_partition_key_fn=lambda _key: {},
-                                tags_for_partition_key_fn=partition_tags))
+sync_tenants = dg.define_asset_job(JOB, selection=[tenant_sync], partitions_def=TENANTS,
+                                   executor_def=dg.in_process_executor, config=PARTITIONED_CONFIG)
 
 
 @dg.sensor(job=sync_tenants, minimum_interval_seconds=30,
@@ -86,10 +86,15 @@ def tenants_file_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
              if os.environ.get("TAP_ANALYTICS_FLEET_SCHEDULE_RUNNING", "").lower() == "true"
              else dg.DefaultScheduleStatus.STOPPED)
 def every_tenant(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-    """Every account in the tenants file, one run each (the pool caps how many at once)."""
-    return [dg.RunRequest(partition_key=t.id, run_key=f"{t.id}:{context.scheduled_execution_time}")
-            for t in load_tenants()
-            if context.instance.has_dynamic_partition(TENANTS.name, t.id)]
+    """Every account in the tenants file, one run each (the pool caps how many at once).
+
+    The partitions are read in one call and each request carries its partition's tags
+    already: left to Dagster, each request is checked with a query of its own."""
+    have = set(context.instance.get_dynamic_partitions(TENANTS.name))
+    return [dg.RunRequest(partition_key=t.id, run_key=f"{t.id}:{context.scheduled_execution_time}",
+                          run_config={},
+                          tags=PARTITIONED_CONFIG.get_tags_for_partition_key(t.id, JOB))
+            for t in load_tenants() if t.id in have]
 
 
 defs = dg.Definitions(

@@ -33,6 +33,7 @@ PLUGIN = ROOT / "plugins" / "extractors" / "tap-analytics.yml"
 NAME = re.compile(r"[a-z0-9_]+\Z")
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PREFIX = "TAP_ANALYTICS_"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where installed
 
 
 class TenantError(ValueError):
@@ -87,9 +88,33 @@ def plugin_defaults() -> dict[str, t.Any]:
 
 
 def load_tenants(path: Path | None = None) -> list[Tenant]:
-    path = path or tenants_file()
+    """The tenants of the file, parsed again only when it changed (modification time, size
+    or inode): a schedule tick asks for every account's tags, once per account."""
+    return list(_parsed(*_version(path or tenants_file())))
+
+
+def tenant_by_id(ident: str, path: Path | None = None) -> Tenant | None:
+    return _index(*_version(path or tenants_file())).get(ident)
+
+
+def _version(path: Path) -> tuple[str, int, int, int]:
     try:
-        document = yaml.safe_load(path.read_text())
+        stat = path.stat()
+    except OSError as exc:
+        raise TenantError(f"tenants file {path}: cannot be read ({exc.strerror})") from None
+    return str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+
+@functools.lru_cache(maxsize=4)
+def _index(path: str, *version: int) -> dict[str, Tenant]:
+    return {t_.id: t_ for t_ in _parsed(path, *version)}
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(name: str, *_version: int) -> tuple[Tenant, ...]:
+    path = Path(name)
+    try:
+        document = yaml.load(path.read_text(), Loader=_LOADER)
     except OSError as exc:
         raise TenantError(f"tenants file {path}: cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
@@ -106,11 +131,13 @@ def load_tenants(path: Path | None = None) -> list[Tenant]:
             raise TenantError(f"tenants file {path}: tenant id {tenant.id!r} appears twice")
         seen.add(tenant.id)
         tenants.append(tenant)
-    schemas = [t_.schema for t_ in tenants]
-    for schema in schemas:
-        if schemas.count(schema) > 1:
-            raise TenantError(f"tenants file {path}: schema {schema!r} is used by two tenants")
-    return tenants
+    schemas: set[str] = set()
+    for tenant in tenants:
+        if tenant.schema in schemas:
+            raise TenantError(f"tenants file {path}: schema {tenant.schema!r} is used by two "
+                              "tenants")
+        schemas.add(tenant.schema)
+    return tuple(tenants)
 
 
 def _tenant(entry: t.Any, where: str, known: dict[str, bool]) -> Tenant:

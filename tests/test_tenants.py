@@ -139,3 +139,64 @@ def test_a_run_gets_no_other_accounts_variables() -> None:
     assert "TAP_ANALYTICS_PAGE_SIZE" not in env
     assert env["TAP_ANALYTICS_API_KEY"] == "k-acme" and env["TARGET_POSTGRES_HOST"] == "db"
     assert env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] == "acme"
+
+
+def test_the_file_is_parsed_once_per_change_whatever_is_asked(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """A tick asks for each account's tags: one parse of the file serves them all, and a
+    changed file is read again."""
+    from orchestrate import tenants as module
+
+    parses = []
+    real = module.yaml.load
+    monkeypatch.setattr(module.yaml, "load", lambda *a, **k: parses.append(1) or real(*a, **k))
+    path = write(tmp_path, [{"id": f"a{i}"} for i in range(200)])
+    assert all(module.tenant_by_id(f"a{i}", path).id == f"a{i}" for i in range(200))
+    assert len(load_tenants(path)) == 200 and module.tenant_by_id("nobody", path) is None
+    assert len(parses) == 1
+    path.write_text(path.read_text().replace("a199", "renamed"))
+    assert module.tenant_by_id("renamed", path) is not None
+    assert module.tenant_by_id("a199", path) is None
+    assert len(parses) == 2
+
+
+SCHEDULE = """
+import datetime
+from dagster import build_schedule_context, instance_for_test
+from orchestrate.definitions import TENANTS, defs, every_tenant
+with instance_for_test() as instance:
+    instance.add_dynamic_partitions(TENANTS.name, ["acme", "globex"])
+    def one_by_one(*args):
+        raise AssertionError("a partition checked with a query of its own")
+    instance.has_dynamic_partition = one_by_one
+    context = build_schedule_context(instance=instance, repository_def=defs.get_repository_def(),
+                                     scheduled_execution_time=datetime.datetime(2026, 12, 4))
+    for request in every_tenant.evaluate_tick(context).run_requests:
+        print(request.partition_key, sorted(request.tags.items()))
+"""
+
+
+def test_the_schedule_asks_every_account_in_one_call_with_its_tags(tmp_path: Path) -> None:
+    """Only registered accounts are requested, each with the tags Dagster gives a partition
+    of the job (partition, partition set) and its API host, and no query per account."""
+    python = ROOT / ".venv-dagster" / "bin" / "python"
+    if not python.exists():
+        pytest.fail("Dagster is not installed (run scripts/setup.sh)")
+    path = write(tmp_path, [
+        {"id": "acme", "settings": {"base_url": "https://API.one.example/v1"}},
+        {"id": "globex", "settings": {"base_url": "${GLOBEX_URL}"}},
+        {"id": "unregistered"}])
+    proc = subprocess.run([str(python), "-c", SCHEDULE], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120,
+                          env={**os.environ, "TAP_ANALYTICS_TENANTS": str(path),
+                               "GLOBEX_URL": "http://127.0.0.9:8080"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [
+        "acme " + str(sorted({"dagster/partition": "acme",
+                              "dagster/partition_set": "sync_tenants_partition_set",
+                              "dagster/schedule_name": "every_tenant",
+                              "tap_analytics/api_host": "api.one.example"}.items())),
+        "globex " + str(sorted({"dagster/partition": "globex",
+                                "dagster/partition_set": "sync_tenants_partition_set",
+                                "dagster/schedule_name": "every_tenant",
+                                "tap_analytics/api_host": "127.0.0.9"}.items()))]
