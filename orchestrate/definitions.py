@@ -41,7 +41,7 @@ def _number(name: str, default: float) -> float:
 )
 def tenant_sync(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     tenant = context.partition_key
-    outcome = sync(tenant, tenants_file().resolve(), context.log)
+    outcome = sync(tenant, tenants_file().resolve(), context.log, f"run {context.run_id[:8]}")
     if outcome.failed is not None:
         # the tap's own line is the reason; a wrong key or access is not retried
         raise dg.Failure(description=f"{tenant}: {outcome.failed}", allow_retries=outcome.retry)

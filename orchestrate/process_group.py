@@ -1,7 +1,9 @@
 """`meltano run` in a process group of its own (the tap and the target join it), which never
 outlives the run: it dies with the run worker (PDEATHSIG), is stopped at the maximum run
 time, and whatever of it is left when Meltano exits is killed, so no orphan of a dead run
-can write beside the next one. `GroupedProcess` starts Meltano cold; `WarmProcess` hands
+can write beside the next one; a run whose step is interrupted (terminated from Dagster's UI,
+its worker sent SIGTERM) stops the group before waiting for it. `GroupedProcess` starts
+Meltano cold; `WarmProcess` hands
 the command to the run worker's pre-forked, warm child (`orchestrate.warm_meltano`)."""
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import typing as t
 from orchestrate import warm_meltano
 
 PR_SET_PDEATHSIG = 1
+STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL when a run is stopped
 
 
 class GroupLimit:
@@ -57,6 +60,8 @@ class GroupedProcess(subprocess.Popen, GroupLimit):
         self._start_limit(limit)
 
     def __exit__(self, *exc: t.Any) -> None:
+        if exc[0] is not None:  # interrupted: Meltano, the tap and the target stop now
+            self.stop_group(grace=STOP_GRACE)
         super().__exit__(*exc)
         self._end()
 
@@ -74,6 +79,8 @@ class WarmProcess(GroupLimit):
         return self
 
     def __exit__(self, *exc: t.Any) -> None:
+        if exc[0] is not None:
+            self.stop_group(grace=STOP_GRACE)
         self.stdout.close()
         _, status = os.waitpid(self.pid, 0)
         self.returncode = os.waitstatus_to_exitcode(status)
@@ -100,8 +107,16 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+    """Whether a process of the group still runs (zombies, dead but not yet reaped by a
+    parent, do not count: Meltano's own stays one until its `with` block waits for it)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

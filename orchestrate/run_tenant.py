@@ -2,11 +2,13 @@
 Dagster's run worker itself (no process between them: a small account's run is mostly
 start-up, and every process started costs it).
 
-`sync` builds the run's environment from nothing but the tenant's own settings (no
-`TAP_ANALYTICS_*` variable of the orchestrator's environment reaches the tap, so no other
-account's key or setting can), its schema and its state id; writes every line of the run
-to the compute log and its warnings and errors to Dagster's run log; and returns rows per
-table on success, or the line that explains a failure, with whether a retry can help.
+`sync` holds the account's lock (`orchestrate.account_lock`: one sync per account, whatever
+launched it) for the whole run; builds the run's environment from an allow list (what
+Meltano, the tap and the target need), the tenant's own settings and variables, its schema
+and its state id (no other account's key, no `TAP_ANALYTICS_*` setting of the
+orchestrator's); writes every line of the run to the compute log and its warnings and
+errors to Dagster's run log; and returns rows per table on success, or the line that
+explains a failure, with whether a retry can help.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import contextlib
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,9 +28,10 @@ from urllib.parse import quote
 
 import psycopg
 
+from orchestrate.account_lock import AccountBusy, account_lock, when_busy
 from orchestrate.process_group import meltano_process
 from orchestrate.reasons import failure_reason
-from orchestrate.tenants import PREFIX, ROOT, TenantError, load_tenants
+from orchestrate.tenants import PREFIX, ROOT, Tenant, TenantError, tenant_by_id
 
 STATE_SCHEMA = "meltano"
 DEFAULT_MAX_RUNTIME = 4 * 3600  # seconds: a run that hangs gives its slot back
@@ -35,8 +39,16 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Not worth a retry: the account's own key, access or configuration is wrong.
 FINAL = (" answered 401 ", " answered 403 ", " answered 404 ", "Invalid configuration",
          "needs the environment variable", "redirect to another host")
-# What of the orchestrator's environment the run must not inherit.
-PRIVATE = (PREFIX, "DAGSTER_PIPES_", "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA", "MELTANO_STATE_ID")
+# What of the orchestrator's environment a run's Meltano, tap and target inherit: nothing
+# else (the orchestrator holds every account's key, its own database's password...)
+PASSED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+          "TERM", "NO_COLOR", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE", "HTTP_PROXY",
+          "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE",
+          "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
+PASSED_PREFIXES = ("LC_", "MELTANO_", "TARGET_POSTGRES_")
+PASS_ENV = "TAP_ANALYTICS_FLEET_PASS_ENV"  # more names to pass, comma-separated (NAME or NAME*)
+SET_HERE = {"MELTANO_STATE_ID", "MELTANO_DATABASE_URI", "MELTANO_SYS_DIR_ROOT",
+            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"}
 
 
 def meltano_command() -> str:
@@ -75,13 +87,21 @@ def state_database_uri(environ: t.Mapping[str, str]) -> tuple[str, bool]:
     return uri, True
 
 
+def passed(name: str, environ: t.Mapping[str, str]) -> bool:
+    """Whether a variable of the orchestrator's environment reaches the run's processes."""
+    if name in SET_HERE:
+        return False
+    if name in PASSED or name.startswith(PASSED_PREFIXES):
+        return True
+    extra = [p.strip() for p in (environ.get(PASS_ENV) or "").split(",") if p.strip()]
+    return any(name == p or (p.endswith("*") and name.startswith(p[:-1])) for p in extra)
+
+
 def run_environment(tenant_env: dict[str, str], schema: str, environ: t.Mapping[str, str],
-                    referenced: t.Collection[str] = ()) -> dict[str, str]:
-    """The run's environment: the orchestrator's, less every `TAP_ANALYTICS_*` setting and
-    every variable a tenant refers to (`referenced`: the other accounts' keys stay out of
-    this account's processes; its own arrive as its settings), plus its own settings."""
-    env = {k: v for k, v in environ.items()
-           if not k.startswith(PRIVATE) and k not in referenced}
+                    own: t.Collection[str] = ()) -> dict[str, str]:
+    """The run's environment: the allow-listed part of the orchestrator's, the variables the
+    tenant refers to (`own`), its settings, schema and state database."""
+    env = {k: v for k, v in environ.items() if passed(k, environ) or k in own}
     env.update(tenant_env)
     env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] = schema
     catalog = environ.get("TAP_ANALYTICS_FLEET_CATALOG")
@@ -178,26 +198,39 @@ class Outcome:
     retry: bool = False  # whether another try can help
 
 
-def sync(tenant_id: str, tenants_path: Path, log: Log) -> Outcome:
+def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "") -> Outcome:
     try:
-        tenants = load_tenants(tenants_path)
-        tenant = {t_.id: t_ for t_ in tenants}.get(tenant_id)
+        tenant = tenant_by_id(tenant_id, tenants_path)
         if tenant is None:
             raise TenantError(f"tenant {tenant_id!r} is no longer in the tenants file")
         env = run_environment(tenant.environment(os.environ), tenant.schema, os.environ,
-                              {name for t_ in tenants for name in t_.references()})
+                              tenant.references())
         refuse_shared_settings(project_dir())
-    except TenantError as exc:
+        busy = when_busy(os.environ)
+    except (TenantError, ValueError) as exc:
         return Outcome(failed=str(exc))
     prepare_state_database(env, os.environ)
-    # --force: Dagster runs one sync per account at a time (a tag concurrency limit), so a
-    # job Meltano still marks running is one whose run died (killed, or its database
-    # restarted) and must not lock the account out until its heartbeat is 5 minutes old
+    holder = f"tap-analytics {run_name or 'sync'} (pid {os.getpid()} on {socket.gethostname()})"
+    limit = max_runtime(os.environ)
+    try:
+        with account_lock(tenant.id, env["MELTANO_DATABASE_URI"], holder, log, busy=busy,
+                          timeout=limit):
+            return _run(tenant, env, log, limit)
+    except (AccountBusy, ValueError) as exc:
+        return Outcome(tenant.schema, failed=str(exc))
+    except psycopg.OperationalError as exc:  # the state database is down: worth a retry
+        return Outcome(tenant.schema, retry=True, failed="the state database cannot be "
+                       f"reached for the account's lock ({str(exc).strip().splitlines()[-1]})")
+
+
+def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float) -> Outcome:
+    # --force, under the account's lock: a job Meltano still marks running is one whose run
+    # died (killed, or its database restarted) and must not lock the account out until its
+    # heartbeat is 5 minutes old
     command = [meltano_command(), "run", "--force", "--state-id-suffix", tenant.id,
                "tap-analytics", "target-postgres"]
     log.info(f"{' '.join(command[1:])} (schema {tenant.schema})")
     lines: list[str] = []
-    limit = max_runtime(os.environ)
     with private_system_dir(project_dir()) as system_dir:
         env["MELTANO_SYS_DIR_ROOT"] = str(system_dir)
         with meltano_process(command, cwd=str(project_dir()), env=env,

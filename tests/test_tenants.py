@@ -128,19 +128,6 @@ def test_a_tap_setting_in_the_projects_env_file_is_refused(tmp_path: Path) -> No
     assert "a-key-of-one-account" not in proc.stderr
 
 
-def test_a_run_gets_no_other_accounts_variables() -> None:
-    from orchestrate.run_tenant import run_environment
-
-    environ = {"PATH": "/bin", "ACME_KEY": "k-acme", "GLOBEX_SECRET": "k-globex",
-               "TAP_ANALYTICS_PAGE_SIZE": "7", "TARGET_POSTGRES_HOST": "db"}
-    env = run_environment({"TAP_ANALYTICS_API_KEY": "k-acme"}, "acme", environ,
-                          {"ACME_KEY", "GLOBEX_SECRET"})
-    assert "k-globex" not in env.values() and "ACME_KEY" not in env
-    assert "TAP_ANALYTICS_PAGE_SIZE" not in env
-    assert env["TAP_ANALYTICS_API_KEY"] == "k-acme" and env["TARGET_POSTGRES_HOST"] == "db"
-    assert env["TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA"] == "acme"
-
-
 def test_the_file_is_parsed_once_per_change_whatever_is_asked(tmp_path: Path,
                                                               monkeypatch) -> None:
     """A tick asks for each account's tags: one parse of the file serves them all, and a
