@@ -13,6 +13,7 @@ pool `tap_analytics` (`dagster.yaml`: `concurrency.pools.default_limit`, written
 host, a tag limit on `tap_analytics/api_host` (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`).
 """
 
+import json
 import os
 
 import dagster as dg
@@ -22,6 +23,7 @@ from orchestrate.tenants import load_tenants, tenant_by_id, tenants_file
 
 POOL = "tap_analytics"
 HOST_TAG = "tap_analytics/api_host"
+K8S_CONFIG_TAG = "dagster-k8s/config"  # read by dagster-k8s' run launcher for the run pod
 TENANTS = dg.DynamicPartitionsDefinition(name="tenants")
 
 
@@ -53,9 +55,16 @@ def tenant_sync(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
 def partition_tags(tenant_id: str) -> dict[str, str]:
     """Each account's runs carry the host of its API: `dagster.yaml` limits the runs at once
-    per value of this tag (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`)."""
+    per value of this tag (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`). On Kubernetes, the run
+    pod of an account with a `secret` gets that Secret's variables, and no other's."""
     tenant = tenant_by_id(tenant_id)
-    return {HOST_TAG: tenant.api_host(os.environ)} if tenant else {}
+    if tenant is None:
+        return {}
+    tags = {HOST_TAG: tenant.api_host(os.environ)}
+    if tenant.secret:
+        tags[K8S_CONFIG_TAG] = json.dumps({"container_config": {
+            "env_from": [{"secret_ref": {"name": tenant.secret}}]}})
+    return tags
 
 
 JOB = "sync_tenants"

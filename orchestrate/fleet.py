@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 import typing as t
@@ -23,14 +22,12 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from orchestrate.definitions import HOST_TAG, POOL, TENANTS
-from orchestrate.launcher import PID_TAG, alive
 from orchestrate.run_tenant import prepare_state_database, run_environment
 from orchestrate.submit import hosted_daemon, submit_backfill
 from orchestrate.tenants import ROOT, TenantError, load_tenants
 
 TAG = "tap_analytics/fleet"
 DAGSTER_DB = "TAP_ANALYTICS_FLEET_DAGSTER_DB"
-STARTED_PID = re.compile(r"Started process for run \(pid: (\d+)\)")
 FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 
@@ -63,6 +60,12 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
                              "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
                             {"key": HOST_TAG, "value": {"applyLimitPerUniqueValue": True},
                              "limit": host_concurrency(concurrency, environ)}]}},
+        # a run whose worker is gone (killed, the machine restarted) is failed by Dagster
+        # (orchestrate.launcher's health check), then retried by run_retries
+        "run_monitoring": {"enabled": True, "start_timeout_seconds": 180,
+                           "cancel_timeout_seconds": 60, "max_resume_run_attempts": 0,
+                           "poll_interval_seconds": int(
+                               environ.get("TAP_ANALYTICS_FLEET_MONITOR_INTERVAL") or 5)},
         "run_retries": {"enabled": True, "retry_on_asset_or_op_failure": False,
                         "max_retries": int(environ.get("TAP_ANALYTICS_FLEET_RUN_RETRIES") or 2)},
         "telemetry": {"enabled": False},
@@ -100,33 +103,12 @@ def latest_runs(instance: DagsterInstance, fleet: str) -> dict[str, t.Any]:
     return latest
 
 
-def worker_pid(instance: DagsterInstance, run: t.Any) -> int | None:
-    if run.tags.get(PID_TAG):  # orchestrate.launcher records it
-        return int(run.tags[PID_TAG])
-    for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
-        match = STARTED_PID.search(record.message or record.dagster_event.message or "")
-        if match:
-            return int(match.group(1))
-    return None
-
-
-def fail_dead_runs(instance: DagsterInstance, runs: dict[str, t.Any]) -> list[str]:
-    """The accounts whose run's worker process is gone (killed with everything it
-    started): the run is marked failed. Dagster's run monitoring does this where it is
-    switched on (Kubernetes); here it is not, and the run would stay STARTED for ever."""
-    dead = []
-    for ident, run in runs.items():
-        if run.status == DagsterRunStatus.FAILURE and not instance.all_logs(
-                run.run_id, of_type=DagsterEventType.STEP_FAILURE):
-            dead.append(ident)  # failed, but not by its step: Dagster saw the worker die
-        if run.status != DagsterRunStatus.STARTED:
-            continue
-        pid = worker_pid(instance, run)
-        if pid is not None and not alive(pid):
-            instance.report_engine_event(f"Run worker (pid {pid}) is gone: killed", run)
-            instance.report_run_failed(run)
-            dead.append(ident)
-    return dead
+def dead_runs(instance: DagsterInstance, runs: dict[str, t.Any]) -> list[str]:
+    """The accounts whose run failed without its step failing: its worker died (Dagster's
+    run monitoring saw the process gone and failed the run)."""
+    return [ident for ident, run in runs.items()
+            if run.status == DagsterRunStatus.FAILURE and not instance.all_logs(
+                run.run_id, of_type=DagsterEventType.STEP_FAILURE)]
 
 
 def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> dict:
@@ -140,7 +122,7 @@ def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> d
     replaced: set[str] = set()  # killed runs whose new run the backfill has yet to create
     while True:
         runs = latest_runs(instance, fleet)
-        for ident in fail_dead_runs(instance, runs):
+        for ident in dead_runs(instance, runs):
             if again.get(ident, 0) < budget and runs[ident].run_id not in replaced:
                 again[ident] = again.get(ident, 0) + 1
                 print(f"fleet: {ident}: its run was killed; running it again", file=ERR)

@@ -6,8 +6,12 @@ more than a small account's whole sync). This launcher keeps one process that im
 once (multiprocessing's forkserver, preloaded) and forks each run's worker from it. The
 worker then runs exactly what `dagster api execute_run` runs (the command Dagster's Docker
 and Kubernetes launchers start), so a run is still one process of its own: killed, it takes
-no other run with it; its pid is in its engine event ("Started process for run (pid: N)")
-and its tag, which `terminate` and Dagster's run monitoring use.
+no other run with it; its pid is in its tag, which `terminate` and Dagster's run
+monitoring use.
+
+No account's key is in the fork server: it starts with the allow-listed part of the
+daemon's environment (`worker_environment`), and each run's worker receives its own
+account's variables (the `${VAR}` its tenant names) from the launcher, and no other's.
 
     run_launcher:
       module: orchestrate.launcher
@@ -17,8 +21,11 @@ and its tag, which `terminate` and Dagster's run monitoring use.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
+import socket
+import threading
 import typing as t
 from pathlib import Path
 
@@ -29,18 +36,45 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
 from orchestrate import warm_meltano
+from orchestrate.run_tenant import passed
+from orchestrate.tenants import TenantError, tenant_by_id
 
 PID_TAG = "tap_analytics/worker_pid"
+WORKER_TAG = "tap_analytics/worker"  # "<host> <start time>" of the worker PID_TAG names
+HOST = socket.gethostname()
 # what every run worker imports: loaded once, in the fork server
 # (meltano.cli when Meltano is installed here: see orchestrate.warm_meltano)
 PRELOAD = ["dagster", "dagster._cli.api", "orchestrate.definitions", "orchestrate.run_tenant",
            "meltano.cli"]
 
 
-def execute(serialized_args: str) -> None:
+# what a run worker needs of the daemon's environment beyond what its Meltano gets
+WORKER_PREFIXES = ("DAGSTER_", "TAP_ANALYTICS_FLEET_")
+WORKER_NAMES = {"TAP_ANALYTICS_TENANTS", "TAP_ANALYTICS_MELTANO", "TAP_ANALYTICS_MELTANO_PROJECT",
+                "MELTANO_DATABASE_URI", "PYTHONPATH"}
+_ENVIRON = threading.Lock()
+
+
+def worker_environment(environ: t.Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items()
+            if passed(k, environ) or k.startswith(WORKER_PREFIXES) or k in WORKER_NAMES}
+
+
+def own_variables(run: DagsterRun, environ: t.Mapping[str, str]) -> dict[str, str]:
+    """The variables the run's tenant names (its key among them), and no other's."""
+    try:
+        tenant = tenant_by_id(run.tags.get("dagster/partition", ""))
+    except TenantError:
+        return {}  # the run says why when it reads the tenants file itself
+    return {name: environ[name] for name in tenant.references() if name in environ} \
+        if tenant else {}
+
+
+def execute(serialized_args: str, own: dict[str, str]) -> None:
     """The run worker's body: `dagster api execute_run`, in a forked, already warm process."""
     from dagster._cli.api import execute_run_command
 
+    os.environ.update(own)
     warm_meltano.prefork()  # while this process is still one thread
     execute_run_command.main([serialized_args], prog_name="dagster api execute_run")
 
@@ -66,31 +100,48 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
 
     def _forkserver(self) -> t.Any:
         if self._context is None:
-            self._context = multiprocessing.get_context("forkserver")
-            self._context.set_forkserver_preload(PRELOAD)
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(PRELOAD)
+            # the fork server inherits the environment of the moment it starts: this one
+            # holds no key (the swap is short; nothing else this process does reads a key)
+            with _ENVIRON:
+                saved = dict(os.environ)
+                os.environ.clear()
+                os.environ.update(worker_environment(saved))
+                try:
+                    multiprocessing.forkserver.ensure_running()
+                finally:
+                    os.environ.clear()
+                    os.environ.update(saved)
+            self._context = context
         return self._context
 
     def launch_run(self, context: LaunchRunContext) -> None:
         run = context.dagster_run
         args = ExecuteRunArgs(job_origin=run.job_code_origin, run_id=run.run_id,
                               instance_ref=self._instance.get_ref())
-        process = self._forkserver().Process(target=execute, args=(serialize_value(args),),
-                                             name=f"dagster-run-{run.run_id[:8]}")
+        process = self._forkserver().Process(
+            target=execute, args=(serialize_value(args), own_variables(run, os.environ)),
+            name=f"dagster-run-{run.run_id[:8]}")
         process.start()
-        self._instance.add_run_tags(run.run_id, {PID_TAG: str(process.pid)})
+        self._instance.add_run_tags(run.run_id, {
+            PID_TAG: str(process.pid), WORKER_TAG: f"{HOST} {started_at(process.pid)}"})
         multiprocessing.active_children()  # reaps the runs that have ended
 
-    def _pid(self, run_id: str) -> int | None:
-        run = self._instance.get_run_by_id(run_id)
-        pid = run.tags.get(PID_TAG) if run else None
-        return int(pid) if pid else None
+    def _worker(self, run: DagsterRun | None) -> tuple[int, str, str] | None:
+        """(pid, host, start time) of the run's worker, as its tags recorded them."""
+        if run is None or not run.tags.get(PID_TAG):
+            return None
+        host, _, start = run.tags.get(WORKER_TAG, f"{HOST} ").partition(" ")
+        return int(run.tags[PID_TAG]), host, start
 
     def terminate(self, run_id: str) -> bool:
-        pid = self._pid(run_id)
-        if pid is None or not alive(pid):
+        run = self._instance.get_run_by_id(run_id)
+        worker = self._worker(run)
+        if worker is None or worker[1] != HOST or not alive(worker[0], worker[2]):
             return False
-        self._instance.report_run_canceling(self._instance.get_run_by_id(run_id))
-        os.kill(pid, signal.SIGTERM)
+        self._instance.report_run_canceling(run)
+        os.kill(worker[0], signal.SIGTERM)
         return True
 
     @property
@@ -98,18 +149,35 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         return True
 
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
-        pid = self._pid(run.run_id)
-        if pid is None:
+        """For Dagster's run monitoring: a worker whose process is gone (killed, or the
+        machine restarted) is FAILED, and Dagster marks its run failed and retries it."""
+        worker = self._worker(run)
+        if worker is None:
             return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no worker pid recorded")
-        if alive(pid):
+        pid, host, start = worker
+        if host != HOST:  # the daemon of that machine watches it
+            return CheckRunHealthResult(WorkerStatus.RUNNING, f"worker on {host}")
+        if alive(pid, start):
             return CheckRunHealthResult(WorkerStatus.RUNNING)
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker (pid {pid}) is gone")
 
 
-def alive(pid: int) -> bool:
-    """Whether the process runs (a zombie, dead but not yet reaped, does not)."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return None
+
+
+def started_at(pid: int) -> str:
+    """The process's start time (clock ticks since boot): a pid reused after a restart
+    is another process."""
+    fields = _stat(pid)
+    return fields[19] if fields else ""
+
+
+def alive(pid: int, start: str = "") -> bool:
+    """Whether the process runs (a zombie, dead but not yet reaped, does not), and is the
+    one started at `start` when given."""
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z" and (not start or fields[19] == start)

@@ -2,6 +2,7 @@
 
     tenants:
       - id: acme              # [a-z0-9_]+, unique; the warehouse schema unless `schema` is set
+        secret: tap-analytics-acme  # Kubernetes: the Secret whose variables its run pod gets
         settings:             # any tap-analytics setting; "${VAR}" is read at run time
           base_url: https://api.example.com
           api_key: ${ACME_API_KEY}
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = Path(__file__).resolve().parent / "tenants.example.yml"
 PLUGIN = ROOT / "plugins" / "extractors" / "tap-analytics.yml"
 NAME = re.compile(r"[a-z0-9_]+\Z")
+SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")  # a Kubernetes object name
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PREFIX = "TAP_ANALYTICS_"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where installed
@@ -45,6 +47,7 @@ class Tenant:
     id: str
     schema: str
     settings: t.Mapping[str, t.Any]
+    secret: str | None = None  # the Kubernetes Secret of this account's variables
 
     def environment(self, environ: t.Mapping[str, str]) -> dict[str, str]:
         """The tap's settings as Meltano reads them from the environment, with every
@@ -147,12 +150,16 @@ def _tenant(entry: t.Any, where: str, known: dict[str, bool]) -> Tenant:
     if not isinstance(ident, str) or not NAME.match(ident):
         raise TenantError(f"{where}: 'id' must match [a-z0-9_]+")
     where = f"{where} ({ident})"
-    unknown = set(entry) - {"id", "schema", "settings"}
+    unknown = set(entry) - {"id", "schema", "secret", "settings"}
     if unknown:
         raise TenantError(f"{where}: unknown key {sorted(unknown)[0]!r}")
     schema = entry.get("schema", ident)
     if not isinstance(schema, str) or not NAME.match(schema):
         raise TenantError(f"{where}: 'schema' must match [a-z0-9_]+")
+    secret = entry.get("secret")
+    if secret is not None and not (isinstance(secret, str) and SECRET_NAME.match(secret)):
+        raise TenantError(f"{where}: 'secret' must be the name of a Kubernetes Secret "
+                          "([a-z0-9.-], at most 253)")
     settings = entry.get("settings") or {}
     if not isinstance(settings, dict):
         raise TenantError(f"{where}: 'settings' must be a mapping")
@@ -163,7 +170,7 @@ def _tenant(entry: t.Any, where: str, known: dict[str, bool]) -> Tenant:
                 isinstance(value, str) and REFERENCE.fullmatch(value.strip())):
             raise TenantError(f"{where}: setting {name!r} is a secret written inline; write "
                               f"it as ${{VAR}} and set VAR in the environment")
-    return Tenant(ident, schema, settings)
+    return Tenant(ident, schema, settings, secret)
 
 
 def _expand(text: str, environ: t.Mapping[str, str], tenant: str, setting: str) -> str:

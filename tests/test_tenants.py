@@ -64,6 +64,7 @@ def test_the_api_host_and_the_variables_a_tenant_names(tmp_path: Path) -> None:
     ([{"id": "a", "settings": {"page_sise": 5}}], "'page_sise' is not a tap-analytics setting"),
     ([{"id": "a", "setings": {}}], "unknown key 'setings'"),
     ([{"id": "a", "schema": "bad-name"}], "'schema' must match"),
+    ([{"id": "a", "secret": "Keys_Of_A"}], "'secret' must be the name of a Kubernetes Secret"),
 ])
 def test_bad_entries_are_refused_in_one_line(tmp_path: Path, tenants: list, fragment: str
                                             ) -> None:
@@ -165,12 +166,14 @@ with instance_for_test() as instance:
 
 def test_the_schedule_asks_every_account_in_one_call_with_its_tags(tmp_path: Path) -> None:
     """Only registered accounts are requested, each with the tags Dagster gives a partition
-    of the job (partition, partition set) and its API host, and no query per account."""
+    of the job (partition, partition set), its API host and, where it names one, its
+    Kubernetes Secret for its run pod alone; no query per account."""
     python = ROOT / ".venv-dagster" / "bin" / "python"
     if not python.exists():
         pytest.fail("Dagster is not installed (run scripts/setup.sh)")
     path = write(tmp_path, [
-        {"id": "acme", "settings": {"base_url": "https://API.one.example/v1"}},
+        {"id": "acme", "secret": "tap-analytics-acme",
+         "settings": {"base_url": "https://API.one.example/v1"}},
         {"id": "globex", "settings": {"base_url": "${GLOBEX_URL}"}},
         {"id": "unregistered"}])
     proc = subprocess.run([str(python), "-c", SCHEDULE], cwd=ROOT, capture_output=True,
@@ -181,6 +184,8 @@ def test_the_schedule_asks_every_account_in_one_call_with_its_tags(tmp_path: Pat
     assert proc.stdout.splitlines() == [
         "acme " + str(sorted({"dagster/partition": "acme",
                               "dagster/partition_set": "sync_tenants_partition_set",
+                              "dagster-k8s/config": json.dumps({"container_config": {
+                                  "env_from": [{"secret_ref": {"name": "tap-analytics-acme"}}]}}),
                               "dagster/schedule_name": "every_tenant",
                               "tap_analytics/api_host": "api.one.example"}.items())),
         "globex " + str(sorted({"dagster/partition": "globex",
