@@ -59,6 +59,12 @@ def whole_run(schema: str) -> list[int]:
         return []
     top = table[meltano[0]][2]  # the run worker that runs the asset's step
     assert "multiprocessing" in table[top][0], table[top][0]  # forked by WarmRunLauncher
+    return descendants(top, table)
+
+
+def descendants(top: int, table: dict | None = None) -> list[int]:
+    """`top` and every process below it."""
+    table = table if table is not None else processes()
     below, frontier = {top}, [top]
     while frontier:
         parent = frontier.pop()

@@ -29,6 +29,7 @@ from tests.test_postgres import INCREMENTAL, assert_tables_equal_server
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 DAGSTER = ROOT / ".venv-dagster" / "bin" / "python"
 GOOD = ("acme", "globex", "initech")
+DAGSTER_DB = "TAP_ANALYTICS_FLEET_DAGSTER_DB"
 
 
 @pytest.fixture
@@ -286,5 +287,101 @@ def test_accounts_of_one_api_host_share_its_limit(cluster: Cluster, tmp_path: Pa
             assert_tables_equal_server(cluster, f"host_{i}", server)
     finally:
         for server in servers:
+            server.server.shutdown()
+            server.server.server_close()
+
+
+def keys_held(pids: list[int], keys: dict[str, str]) -> dict[int, set[str]]:
+    """Which accounts' keys each process's environment or command line holds."""
+    table = fleet_faults.processes()
+    held = {}
+    for pid in pids:
+        cmdline, environ, _ = table.get(pid, ("", {}, 0))
+        text = cmdline + "\0" + "\0".join(environ.values())
+        held[pid] = {account for account, key in keys.items() if key in text}
+    return held
+
+
+@pytest.mark.parametrize("storage", ["two-instances", "shared-postgres"])
+def test_two_orchestrators_never_sync_one_account_twice(storage: str, cluster: Cluster,
+                                                        tmp_path: Path) -> None:
+    """A second fleet.sh for accounts a first one is syncing, with a Dagster instance of its
+    own (`DAGSTER_HOME`), with SQLite storage each or one Dagster storage in PostgreSQL:
+    its runs wait for the accounts' locks (and say so), never two taps of one account at
+    once, both land, every table exact, and no process of one account's run (run worker,
+    Meltano, tap, target) holds another account's key."""
+    servers = {name: start_server(scale=90 + 20 * i, segments=2, latency_ms=1000,
+                                  api_key=f"{name}-key-{i}6v")
+               for i, name in enumerate(["north", "south"])}
+    keys = {name: s.api.api_key for name, s in servers.items()}
+    tenants = [{"id": name, "schema": f"twice_{name}", "settings": {
+        "base_url": s.url, "api_key": f"${{{name.upper()}_KEY}}", "page_size": 20,
+        "backoff_factor": 0, "request_timeout": 300}} for name, s in servers.items()]
+    extra = {f"{name.upper()}_KEY": key for name, key in keys.items()}
+    if storage == "shared-postgres":
+        database = f"dagster_{uuid.uuid4().hex[:8]}"
+        with cluster.connect() as con:
+            con.execute(f"create database {database}")
+        extra[DAGSTER_DB] = f"postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{database}"
+    envs = [fleet_env(tmp_path, tenants, cluster, **extra) for _ in range(2)]
+    envs[1]["DAGSTER_HOME"] = str(tmp_path / "dagster-2")
+    # where the second fleet says it waits: its runs' log (each waits for the account's
+    # lock), or with one Dagster storage its own line (its runs wait in the shared queue)
+    second_log, waits = ((tmp_path / "dagster-2" / "daemon.log",
+                          "account {} is being synced by tap-analytics run")
+                         if storage == "two-instances" else
+                         (tmp_path / "fleet-2.err", "fleet: {} is already syncing"))
+    procs: list[subprocess.Popen] = []
+    most = {name: 0 for name in servers}
+    mixed: dict[int, set[str]] = {}
+
+    def sample() -> None:
+        for name in servers:
+            most[name] = max(most[name], len(fleet_faults.of_account(f"twice_{name}", "tap")))
+        table = fleet_faults.processes()
+        runs = [pid for p in procs for pid in fleet_faults.descendants(p.pid, table)
+                if "orchestrate.fleet" not in table.get(pid, ("",))[0]]  # not the daemon
+        mixed.update({pid: held for pid, held in keys_held(runs, keys).items()
+                      if len(held) > 1})
+
+    def poll(until: t.Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 300
+        while not until():
+            assert all(p.poll() is None for p in procs), what
+            assert time.monotonic() < deadline, what
+            sample()
+            time.sleep(0.05)
+
+    def start(i: int) -> None:
+        with open(tmp_path / f"fleet-{i + 1}.out", "w") as out, \
+                open(tmp_path / f"fleet-{i + 1}.err", "w") as err:
+            procs.append(subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh")],
+                                          env=envs[i], stdout=out, stderr=err))
+
+    try:
+        start(0)
+        poll(lambda: all(fleet_faults.of_account(f"twice_{n}", "tap") for n in servers),
+             "the first fleet's taps never started")
+        start(1)
+        poll(lambda: second_log.exists() and all(
+            waits.format(n) in second_log.read_text() for n in servers),
+            "the second fleet never waited for the first")
+        for server in servers.values():
+            server.admin("config", {"latency_ms": 0})
+        while any(p.poll() is None for p in procs):
+            sample()
+            time.sleep(0.05)
+        texts = [((tmp_path / f"fleet-{i}.out").read_text(),
+                  (tmp_path / f"fleet-{i}.err").read_text()) for i in (1, 2)]
+        OUTPUTS.extend(text for pair in texts for text in pair)
+        assert all(p.returncode == 0 for p in procs), texts
+        assert most == {name: 1 for name in servers}, f"syncs of one account at once: {most}"
+        assert not mixed, f"processes holding several accounts' keys: {mixed}"
+        for name, server in servers.items():
+            assert_tables_equal_server(cluster, f"twice_{name}", server)
+    finally:
+        for proc in procs:
+            proc.kill()
+        for server in servers.values():
             server.server.shutdown()
             server.server.server_close()
