@@ -21,9 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.cpu import Busy
 from tests import fleet_faults
 from tests.helpers import OUTPUTS, FakeServer, project_copy, start_server
 from tests.pg import ROOT, Cluster, restart_cluster, start_cluster, stop_cluster
+from tests.reliability import count
 from tests.test_postgres import INCREMENTAL, assert_tables_equal_server
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
@@ -383,5 +385,45 @@ def test_two_orchestrators_never_sync_one_account_twice(storage: str, cluster: C
         for proc in procs:
             proc.kill()
         for server in servers.values():
+            server.server.shutdown()
+            server.server.server_close()
+
+
+MANY = {"small": 16, "full": 64}[os.environ.get("TEST_SCALE", "small")]
+
+
+def test_many_accounts_land_exactly_with_dagster_storage_in_postgresql(
+        cluster: Cluster, tmp_path: Path) -> None:
+    """`MANY` accounts (TEST_SCALE), each its own fake API and key, through one fleet.sh with
+    Dagster's storage in PostgreSQL: every account lands, every table equal to its API;
+    wall and CPU per account are printed in the run's reliability counts."""
+    servers = [start_server(scale=25, segments=1, api_key=f"many-key-{i}3k")
+               for i in range(MANY)]
+    database = f"dagster_{uuid.uuid4().hex[:8]}"
+    with cluster.connect() as con:
+        con.execute(f"create database {database}")
+    tenants = [{"id": f"many_{i}", "settings": {
+        "base_url": s.url, "api_key": f"${{MANY_KEY_{i}}}", "page_size": 50,
+        "backoff_factor": 0}} for i, s in enumerate(servers)]
+    env = fleet_env(tmp_path, tenants, cluster, TAP_ANALYTICS_FLEET_CONCURRENCY="4",
+                    **{DAGSTER_DB: f"postgresql://{cluster.user}@127.0.0.1:{cluster.port}/"
+                                   f"{database}"},
+                    **{f"MANY_KEY_{i}": s.api.api_key for i, s in enumerate(servers)})
+    try:
+        fleet(env, "--register")  # set-up and partitions outside the measured run
+        started = time.monotonic()
+        with Busy() as busy:
+            proc = fleet(env)
+        wall = time.monotonic() - started
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outcome = lines_by_tenant(proc.stdout)
+        assert sorted(outcome) == sorted(t_["id"] for t_ in tenants)
+        assert all(line.startswith("landed: ") for line in outcome.values()), outcome
+        for i, server in enumerate(servers):
+            assert_tables_equal_server(cluster, f"many_{i}", server)
+        count(f"fleet of {MANY} accounts: wall per account (ms)", round(1000 * wall / MANY))
+        count(f"fleet of {MANY} accounts: CPU per account (ms)", round(1000 * busy.seconds / MANY))
+    finally:
+        for server in servers:
             server.server.shutdown()
             server.server.server_close()
