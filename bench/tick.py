@@ -6,9 +6,12 @@ the code location, at each number of accounts, each in a fresh process.
     .venv-dagster/bin/python bench/tick.py [--accounts 50,500,5000]
 
 Each size gets a tenants file of its own (accounts spread over 5 API hosts, a key variable
-each, all set) and a temporary Dagster instance (SQLite). Printed per size: the first tick
-(the sensor adds every partition), a steady tick (nothing changed), CPU per account, and the
-code location's resident memory after the steady tick.
+each, all set) and a Dagster instance of its own, its storage in a throwaway PostgreSQL
+(`--storage sqlite`: Dagster's SQLite files, which keep one event-log database per run).
+Printed per size: the first tick (the sensor adds every partition), a steady tick (nothing
+changed), CPU per account, the code location's resident memory (the process's peak), and
+up to `--submit-up-to` accounts the CPU of what `fleet.sh` does before its first run can
+start (the backfill: one queued run per account, `orchestrate.submit`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ import json
 import os
 import resource
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.pg import Cluster, start_cluster, stop_cluster  # noqa: E402
 
 
 def tenants_file(count: int, folder: Path) -> tuple[Path, dict[str, str]]:
@@ -39,11 +46,13 @@ def tenants_file(count: int, folder: Path) -> tuple[Path, dict[str, str]]:
     return path, env
 
 
-def measure() -> dict[str, float]:
-    """In the child: one instance, the code location, two ticks."""
+def measure(submit: bool) -> dict[str, float]:
+    """In the child: one instance, the code location, two ticks (and fleet.sh's backfill)."""
     import dagster as dg
 
     from orchestrate.definitions import defs, every_tenant, tenants_file_sensor
+    from orchestrate.submit import submit_backfill
+    from orchestrate.tenants import load_tenants
 
     def cpu() -> float:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -52,7 +61,9 @@ def measure() -> dict[str, float]:
     out = {}
     repository = defs.get_repository_def()
     now = datetime.datetime.now(datetime.timezone.utc)
-    with dg.instance_for_test() as instance:
+    url = os.environ.get("TICK_BENCH_DAGSTER_DB")
+    overrides = {"storage": {"postgres": {"postgres_url": url}}} if url else None
+    with dg.instance_for_test(overrides=overrides) as instance:
         for tick in ("first", "steady"):
             start = cpu()
             with dg.build_sensor_context(instance=instance,
@@ -71,6 +82,11 @@ def measure() -> dict[str, float]:
             out[f"{tick}_sensor"] = sensor
             out[f"{tick}_schedule"] = cpu() - start - sensor
             out[f"{tick}_runs"] = len(requests)
+        if submit:  # what fleet.sh does before its first run starts: one queued run each
+            start = cpu()
+            submit_backfill(instance, [t.id for t in load_tenants()], {"bench": "1"})
+            out["submit"] = cpu() - start
+            out["queued"] = len(instance.get_run_ids())
     out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
@@ -78,21 +94,45 @@ def measure() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", default="50,500,5000")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--submit-up-to", type=int, default=500,
+                        help="also time fleet.sh's backfill submission up to this many")
+    parser.add_argument("--storage", choices=("postgres", "sqlite"), default="postgres",
+                        help="Dagster's storage (postgres: as a fleet of many accounts keeps "
+                             "it; a throwaway PostgreSQL is started)")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(measure()))
+    if args.child is not None:
+        print(json.dumps(measure(bool(args.child))))
         return
     python = ROOT / ".venv-dagster" / "bin" / "python"
+    cluster = start_cluster() if args.storage == "postgres" else None
+    try:
+        sizes(args, python, cluster)
+    finally:
+        if cluster:
+            stop_cluster(cluster)
+
+
+def sizes(args: argparse.Namespace, python: Path, cluster: Cluster | None) -> None:
+    print(f"Dagster storage: {args.storage}")
     print(f"{'accounts':>8} {'tick 1 CPU s':>12} {'steady CPU s':>12} {'sensor s':>9} "
-          f"{'schedule s':>10} {'ms/account':>10} {'RSS MiB':>8} {'wall s':>7}")
+          f"{'schedule s':>10} {'ms/account':>10} {'RSS MiB':>8} {'wall s':>7} "
+          f"{'fleet.sh backfill CPU s':>23}")
     for count in (int(n) for n in args.accounts.split(",")):
         with tempfile.TemporaryDirectory() as folder:
             path, keys = tenants_file(count, Path(folder))
             env = {**os.environ, **keys, "TAP_ANALYTICS_TENANTS": str(path),
                    "DAGSTER_HOME": folder, "PYTHONPATH": str(ROOT)}
+            if cluster:
+                database = f"tick_{count}"
+                with cluster.connect() as con:
+                    con.execute(f"create database {database}")
+                env["TICK_BENCH_DAGSTER_DB"] = (f"postgresql://{cluster.user}@127.0.0.1:"
+                                                f"{cluster.port}/{database}")
             started = time.monotonic()
-            proc = subprocess.run([str(python), __file__, "--child"], env=env, check=True,
+            submit = count <= args.submit_up_to
+            proc = subprocess.run([str(python), __file__, "--child", str(int(submit))],
+                                  env=env, check=True,
                                   capture_output=True, text=True, cwd=ROOT)
             wall = time.monotonic() - started
         m = json.loads(proc.stdout.splitlines()[-1])
@@ -101,7 +141,9 @@ def main() -> None:
         steady = m["steady_sensor"] + m["steady_schedule"]
         print(f"{count:>8} {first:>12.2f} {steady:>12.2f} {m['steady_sensor']:>9.2f} "
               f"{m['steady_schedule']:>10.2f} {1000 * steady / count:>10.2f} "
-              f"{m['rss_mib']:>8.0f} {wall:>7.1f}", flush=True)
+              f"{m['rss_mib']:>8.0f} {wall:>7.1f} "
+              f"{m['submit'] if 'submit' in m else float('nan'):>23.2f}", flush=True)
+        assert m.get("queued", count) == count, m
 
 
 if __name__ == "__main__":
