@@ -43,7 +43,15 @@ def _number(name: str, default: float) -> float:
 )
 def tenant_sync(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     tenant = context.partition_key
-    outcome = sync(tenant, tenants_file().resolve(), context.log, f"run {context.run_id[:8]}")
+    try:
+        outcome = sync(tenant, tenants_file().resolve(), context.log, f"run {context.run_id[:8]}")
+    except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+        # its Meltano is stopped already; a run someone terminated is not retried (Dagster
+        # retries an interrupted step by its retry policy: right for a pod preempted)
+        run = context.instance.get_run_by_id(context.run_id)
+        if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+            raise dg.Failure(description=f"{tenant}: terminated", allow_retries=False) from None
+        raise
     if outcome.failed is not None:
         # the tap's own line is the reason; a wrong key or access is not retried
         raise dg.Failure(description=f"{tenant}: {outcome.failed}", allow_retries=outcome.retry)

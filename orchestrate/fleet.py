@@ -156,6 +156,8 @@ def outcome(instance: DagsterInstance, run) -> str:
                 counts = rows.value
                 return "landed: " + " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
         return "landed"
+    if run.status == DagsterRunStatus.CANCELED:
+        return "failed: run canceled"
     for record in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE):
         data = record.dagster_event.step_failure_data
         if data.user_failure_data is not None and data.user_failure_data.description:

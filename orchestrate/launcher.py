@@ -76,6 +76,9 @@ def execute(serialized_args: str, own: dict[str, str]) -> None:
 
     os.environ.update(own)
     warm_meltano.prefork()  # while this process is still one thread
+    # `terminate` sends SIGTERM: an interrupt, as Dagster's own run workers take it (the
+    # step stops its Meltano, the run ends canceled), not the process's sudden death
+    signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGINT))
     execute_run_command.main([serialized_args], prog_name="dagster api execute_run")
 
 

@@ -427,3 +427,47 @@ def test_many_accounts_land_exactly_with_dagster_storage_in_postgresql(
         for server in servers:
             server.server.shutdown()
             server.server.server_close()
+
+
+TERMINATE = """
+import sys
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+with DagsterInstance.get() as instance:
+    runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED],
+                                        tags={"dagster/partition": sys.argv[1]}))
+    print(instance.run_launcher.terminate(runs[0].run_id))
+"""
+
+
+def test_a_terminated_run_stops_its_meltano_tap_and_target_at_once(cluster: Cluster,
+                                                                     tmp_path: Path) -> None:
+    """Terminating a run (what the UI's Terminate does, through the instance's run launcher)
+    stops its Meltano, tap and target within seconds, not at the sync's end; the run ends
+    canceled and fleet.sh says so."""
+    server = start_server(scale=200, segments=2, latency_ms=1000, api_key="stop-key-8r")
+    env = fleet_env(tmp_path, [{"id": "stopped", "settings": {
+        "base_url": server.url, "api_key": "${STOP_KEY}", "request_timeout": 300}}],
+        cluster, STOP_KEY=server.api.api_key)
+    try:
+        proc = subprocess.Popen(["bash", str(ROOT / "scripts" / "fleet.sh")], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        parts = ("meltano", "tap", "target")
+        deadline = time.monotonic() + 300
+        while not all(fleet_faults.of_account("stopped", part) for part in parts):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        terminated = subprocess.run([str(DAGSTER), "-c", TERMINATE, "stopped"], env=env,
+                                    cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert terminated.stdout.strip() == "True", terminated.stderr[-2000:]
+        stopped_by = time.monotonic() + 30
+        while any(fleet_faults.of_account("stopped", part) for part in parts):
+            assert time.monotonic() < stopped_by, "the account's processes outlived its run"
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=300)
+        OUTPUTS.extend([out, err])
+        # ended by its worker, not 60 s later by Dagster's monitoring of a canceling run
+        assert time.monotonic() - stopped_by + 30 < 55, "the run was not ended by its worker"
+        assert proc.returncode == 1 and lines_by_tenant(out)["stopped"] == "failed: run canceled"
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
