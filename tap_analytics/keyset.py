@@ -1,9 +1,13 @@
 """The paginator of incremental offset listings: pages asked by the bookmark value.
 
-Incremental listings are ordered by the bookmark field, ties by id (API.md). The next page
-asks `updated_since` = the last value read instead of a fixed offset, so records that change
-meanwhile (they move to the end) shift nothing the tap still has to read; the records
-already read at that value are skipped by key.
+Incremental listings are ordered by the bookmark field, ties by id (API.md). A listing is
+read from its starting value by offset, pages overlapping by one record and planned ahead
+(fetched side by side, taken in order), as full-table listings are. When such a read
+shifts (a record before the tap's position changed or went: the page does not open with
+the record the previous one ended on), each next page asks `updated_since` = the last value
+read instead (keyset), so records that change meanwhile (they move to the end) shift
+nothing the tap still has to read; the records already read at that value are skipped by
+key.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class KeysetPaginator(OffsetListing):
 
     def __init__(self, bookmark: t.Any, spec: PaginatorSpec, page_size: int, since_param: str,
                  field: str, timestamp: bool, stream: str = "",
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, *, plan: bool = True) -> None:
         position = None if bookmark is None else (
             to_instant(bookmark) if timestamp else bookmark)
         super().__init__(KeysetToken(self._since_for(position, timestamp)), spec, page_size,
@@ -57,6 +61,8 @@ class KeysetPaginator(OffsetListing):
         self._group = 0  # records of the page at or after the value the next page asks from
         self._tail: t.Any = None  # the id of the last record of the page before
         self._shifted = False
+        self._plan = plan  # pages from the starting value by offset, until a shift
+        self._planning = False  # the current token is such a page
 
     def request_params(self, token: KeysetToken) -> dict[str, t.Any]:
         params = super().request_params(token)
@@ -132,10 +138,22 @@ class KeysetPaginator(OffsetListing):
     def has_more(self, response: requests.Response) -> bool:
         return self._shifted or super().has_more(response)
 
+    def _plannable(self, token: KeysetToken) -> bool:
+        return self._plan
+
     def get_next(self, response: requests.Response) -> KeysetToken:
         token = self.current_value
+        if self._shifted and self._planning and self._last is not None:
+            # a planned read shifted: on by keyset from the last value read (its records
+            # read already are skipped), no page planned from here on
+            self._plan = self._planning = False
+            return KeysetToken(self._since_for(self._last, self._timestamp), 0, token.reread)
         if self._shifted:
             return KeysetToken(token.since, 0, token.reread + 1)
+        self._planning = self._plan
+        if self._planning:  # on from the starting value by offset, as planned pages are
+            offset, overlap = self._next_offset(token.offset, self._received)
+            return KeysetToken(token.since, offset, token.reread, overlap)
         since = self._since_for(self._last, self._timestamp)
         if since == token.since:  # still inside one value: step on, overlapping one record
             offset, overlap = self._next_offset(token.offset, self._received)

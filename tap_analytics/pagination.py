@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import operator
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from singer_sdk.exceptions import FatalAPIError
 from singer_sdk.pagination import BaseAPIPaginator, SinglePagePaginator
@@ -34,6 +34,8 @@ if t.TYPE_CHECKING:
 
 LOGGER = logging.getLogger("tap-analytics")
 MAX_REREADS = 10  # a listing that keeps shifting stops the run instead of spinning
+# pages in flight for a listing without a `total`, at most: what one past its end can waste
+SPECULATION = 3
 
 
 class ListingKeptShiftingError(FatalAPIError):
@@ -96,6 +98,7 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
         self._beyond = 0  # records of the page past the overlap
         self._short: int | None = None  # the size of the last page, when shorter than asked
         self._warned = False
+        self._full_run = 0  # pages in a row that came back full
 
     def request_params(self, token: t.Any) -> dict[str, t.Any]:
         return {self._spec.limit_param: self.page_size, self._spec.offset_param: token.offset}
@@ -105,6 +108,7 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
 
     def _page(self, records: list[dict], token: t.Any) -> None:
         self._received = len(records)
+        self._full_run = self._full_run + 1 if len(records) >= self.page_size else 0
         self._beyond = len(records) - 1 if token.overlap else len(records)
 
     def has_more(self, response: requests.Response) -> bool:
@@ -143,6 +147,28 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
         if received > 1 and self.page_size > 1:
             return offset + received - 1, True
         return offset + received, False
+
+    def planned(self, response: requests.Response, window: int) -> list[t.Any]:
+        """The next pages (at most `window` of them), which can be fetched before this one is
+        read: their overlaps still tell a shift. Up to the listing's `total` when it states
+        one; without it, as many as the listing has given full pages in a row (a listing
+        that keeps filling its pages is read further ahead, one that ends wastes at most
+        that many requests). A page that comes back shorter than planned only costs the
+        pages planned after it."""
+        token = self.current_value
+        if self.page_size < 2 or not self._plannable(token):
+            return []
+        step = self.page_size - 1
+        total = total_of(response, self._total_path)
+        if total is not None:
+            later = range(token.offset + step, total - 1, step)
+        else:
+            ahead = min(window, self._full_run, SPECULATION)
+            later = range(token.offset + step, token.offset + step * ahead, step)
+        return [token, *(replace(token, offset=o, overlap=True) for o in later)][:window]
+
+    def _plannable(self, token: t.Any) -> bool:
+        return True
 
     def _restart(self, why: str) -> None:
         self._short = None
@@ -214,17 +240,6 @@ class OverlapOffsetPaginator(OffsetListing):
         offset, overlap = self._next_offset(token.offset, self._received)
         return OffsetToken(offset, token.reread, overlap)
 
-    def planned(self, response: requests.Response, window: int) -> list[OffsetToken]:
-        """The next pages up to the listing's `total` (at most `window` of them), which can
-        be fetched before this one is read: their overlaps still tell a shift. A page that
-        comes back shorter than planned only costs the pages planned after it."""
-        total = total_of(response, self._total_path)
-        token = self.current_value
-        if total is None or self.page_size < 2:
-            return []
-        step = self.page_size - 1
-        later = range(token.offset + step, total - 1, step)
-        return [token, *(OffsetToken(o, token.reread, True) for o in later)][:window]
 
 
 class CursorPaginator(BaseAPIPaginator["str | None"]):

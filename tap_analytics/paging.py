@@ -9,6 +9,7 @@ import typing as t
 from tap_analytics.keyset import KeysetPaginator
 from tap_analytics.pagination import (
     CursorPaginator,
+    OffsetListing,
     OnePagePaginator,
     OverlapOffsetPaginator,
     Page,
@@ -97,7 +98,8 @@ class PagedListing:
         """Each page of one listing: records stamped with their parent's key, conformed.
 
         An offset listing that states its `total` and cannot shift unnoticed (its pages
-        overlap) has its further pages fetched side by side, taken in order.
+        overlap) has its further pages fetched side by side, taken in order: full-table
+        listings, and incremental ones from a fixed bookmark value until they shift.
         """
         paginator = self.get_new_paginator(context)
         stamp = dict(context) if context and self.resource.parent is not None else None
@@ -118,12 +120,12 @@ class PagedListing:
                             record.update(stamp)
                     yield self.conformer.conform_page(records) if conform else records
                 paginator.advance(response)
-                if isinstance(paginator, OverlapOffsetPaginator) and not paginator.finished:
+                if isinstance(paginator, OffsetListing) and not paginator.finished:
                     self._fetch_ahead(context, paginator, response, ahead)
         for future in ahead.values():
             future.cancel()
 
-    def _fetch_ahead(self, context: Context | None, paginator: OverlapOffsetPaginator,
+    def _fetch_ahead(self, context: Context | None, paginator: OffsetListing,
                      response: requests.Response, ahead: dict[t.Any, Future]) -> None:
         """Keep the next pages of a listing with a known end in flight (a bounded window)."""
         planned = paginator.planned(response, self.settings.max_concurrency)

@@ -103,9 +103,11 @@ def page(records: list[dict], total: int | None = None) -> requests.Response:
     return response
 
 
-def keyset(bookmark: str | None, size: int = 3) -> KeysetPaginator:
+def keyset(bookmark: str | None, size: int = 3, plan: bool = False) -> KeysetPaginator:
+    """A keyset paginator; `plan` True reads by offset from the starting value until a shift,
+    as listings do (False: by keyset from the start, as after a shift)."""
     return KeysetPaginator(bookmark, PaginatorSpec(type="offset"), size, "updated_since",
-                           "updated_at", True, stream="s")
+                           "updated_at", True, stream="s", plan=plan)
 
 
 def rec(ident: str, when: str) -> dict:
@@ -149,6 +151,46 @@ def test_a_listing_changing_at_the_bookmark_value_is_read_again_from_its_start()
     reread = [rec("b", "2026-06-01T10:00:01Z"), rec("d", "2026-06-01T10:00:02Z"),
               rec("c", "2026-06-01T10:00:09Z")]
     assert [r["id"] for r in pager.accept(reread)] == ["d", "c"]
+
+
+def test_a_planned_read_steps_by_offset_from_its_starting_value() -> None:
+    """Pages overlap by one record from one `updated_since`, so they can be fetched ahead:
+    the plan is the tokens the paginator will ask for, up to `total`."""
+    pager = keyset("2026-06-01T10:00:00Z", plan=True)
+    first = [rec("a", "2026-06-01T10:00:00Z"), rec("b", "2026-06-01T10:00:01Z"),
+             rec("c", "2026-06-01T10:00:01Z")]
+    assert pager.accept(first) == first
+    pager.advance(page(first, total=9))
+    token = pager.current_value
+    assert token == KeysetToken("2026-06-01T10:00:00Z", 2, 0, True)
+    assert pager.planned(page(first, total=9), 8) == [
+        token, KeysetToken("2026-06-01T10:00:00Z", 4, 0, True),
+        KeysetToken("2026-06-01T10:00:00Z", 6, 0, True)]
+    again = [rec("c", "2026-06-01T10:00:01Z"), rec("d", "2026-06-01T10:00:02Z"),
+             rec("e", "2026-06-01T10:00:02Z")]
+    assert pager.accept(again) == again[1:]
+
+
+def test_a_planned_read_that_shifts_goes_on_by_keyset_from_the_last_value() -> None:
+    """A page that does not open with the record the previous one ended on (a record read
+    or to read changed meanwhile): the next page asks from the last value read, by keyset,
+    and nothing is planned from then on; nothing read is written twice."""
+    pager = keyset(None, plan=True)
+    first = [rec("a", "2026-06-01T10:00:00Z"), rec("b", "2026-06-01T10:00:01Z"),
+             rec("c", "2026-06-01T10:00:01Z")]
+    pager.accept(first)
+    pager.advance(page(first, total=6))
+    moved = [rec("d", "2026-06-01T10:00:02Z"), rec("e", "2026-06-01T10:00:03Z"),
+             rec("c", "2026-06-01T10:00:09Z")]
+    assert pager.accept(moved) == []
+    pager.advance(page(moved, total=6))
+    assert pager.current_value == KeysetToken("2026-06-01T10:00:01Z", 0, 0)
+    assert pager.planned(page(moved, total=6), 8) == []
+    by_keyset = [rec("b", "2026-06-01T10:00:01Z"), rec("d", "2026-06-01T10:00:02Z"),
+                 rec("e", "2026-06-01T10:00:03Z")]
+    assert [r["id"] for r in pager.accept(by_keyset)] == ["d", "e"]
+    pager.advance(page(by_keyset, total=4))
+    assert pager.current_value.since == "2026-06-01T10:00:03Z"  # keyset from here on
 
 
 def progress(saved: dict | None = None) -> tuple[ChildProgress, dict]:

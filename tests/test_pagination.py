@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tap_analytics.pagination import SPECULATION
 from tests.unit_support import BASE, make_tap, query, stream_of
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, derandomize=True,
@@ -38,10 +39,20 @@ def test_offset_reads_each_record_once(requests_mock, size, limit, with_total) -
     calls = serve_offset(requests_mock, "/v1/teams", rows, with_total=with_total)
     records = list(stream_of(make_tap(page_size=limit), "teams").get_records(None))
     assert [r["id"] for r in records] == [r["id"] for r in rows]
-    offsets = sorted(offset for offset, _ in calls)  # pages with a total come side by side
+    offsets = sorted(offset for offset, _ in calls)  # pages are fetched side by side
     assert len(offsets) == len(set(offsets)), "a page was read twice"
-    assert offsets == overlapping_offsets(size, limit, with_total), "a page was skipped"
+    wanted = overlapping_offsets(size, limit, with_total)
+    assert offsets[:len(wanted)] == wanted, "a page was skipped"
+    assert_speculated_past_the_end(offsets[len(wanted):], wanted, with_total)
     assert all(lim == limit for _, lim in calls)
+
+
+def assert_speculated_past_the_end(extra: list[int], wanted: list[int], with_total: bool
+                                   ) -> None:
+    """Without a `total`, a listing that keeps filling its pages has up to SPECULATION of
+    them in flight: those past its end are the only requests it wastes."""
+    assert not extra or (not with_total and min(extra) > max(wanted)), f"pages asked {extra}"
+    assert len(extra) <= SPECULATION - 1, f"{len(extra)} pages asked past the end"
 
 
 def overlapping_offsets(size: int, limit: int, with_total: bool) -> list[int]:
@@ -181,14 +192,17 @@ def test_a_page_cap_below_limit_loses_nothing(requests_mock, caplog, size, limit
 
 @pytest.mark.parametrize("with_total", [True, False])
 @pytest.mark.parametrize("name", ["teams", "contacts"])
-def test_an_api_that_honours_limit_costs_at_most_one_request_more(requests_mock, caplog,
+def test_an_api_that_honours_limit_costs_one_request_and_the_speculated_ones(requests_mock, caplog,
                                                                   with_total, name) -> None:
     rows = [{"id": f"r{i:04d}", "updated_at": stamped(i)} for i in range(95)]
     calls = serve_capped(requests_mock, f"/v1/{name}", rows, [1000], with_total=with_total)
     records = list(stream_of(make_tap(page_size=20), name).get_records(None))
     assert [r["id"] for r in records] == [r["id"] for r in rows]
-    pages = -(-95 // 19)  # pages of 20 overlapping by one
-    assert len(calls) == pages + (0 if with_total else 1)
+    wanted = overlapping_offsets(95, 20, with_total)  # and the probe without a total
+    assert len(wanted) == -(-95 // 19) + (0 if with_total else 1)
+    offsets = sorted(offset for offset, _ in calls)
+    assert offsets[:len(wanted)] == wanted
+    assert_speculated_past_the_end(offsets[len(wanted):], wanted, with_total)
     assert "caps its pages" not in caplog.text
 
 
