@@ -71,6 +71,20 @@ class OffsetToken:
     overlap: bool = False  # the page opens with the record the previous one ended on
 
 
+@dataclass
+class EndpointPaging:
+    """What the listings of one endpoint (a child stream's: one listing per parent) have
+    shown in this run: the largest page size it filled, and whether it was found capping.
+    A child listing whose first page is short needs no probe when another listing of the
+    endpoint filled a page of that size and none was capped (docs/RELIABILITY.md)."""
+
+    filled: int = 0
+    capped: bool = False
+
+    def honours(self, limit: int) -> bool:
+        return not self.capped and self.filled >= limit
+
+
 def total_of(response: requests.Response, path: tuple[str, ...]) -> int | None:
     total = lookup(body_of(response), path)
     return total if isinstance(total, int) and not isinstance(total, bool) else None
@@ -86,8 +100,10 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
     """
 
     def __init__(self, start: t.Any, spec: PaginatorSpec, page_size: int, stream: str,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None,
+                 endpoint: EndpointPaging | None = None) -> None:
         super().__init__(start)
+        self._endpoint = endpoint
         self.page_size = page_size
         self.asked = page_size  # what the settings ask, for the warning
         self._spec = spec
@@ -123,12 +139,21 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
         if total is not None and self._short is not None:  # short of what total promises
             self._capped(self._short)
             self._short = None
+        endpoint = self._endpoint
+        if endpoint is not None and received >= self.page_size:
+            endpoint.filled = max(endpoint.filled, self.page_size)
+        elif (endpoint is not None and self._short is not None and self.current_value.offset == 0
+              and endpoint.honours(self.page_size)):
+            self._short = None
+            return False  # a short first page of an endpoint known to fill its pages: the end
         return more
 
     def _capped(self, cap: int) -> None:
         """The API answers at most `cap` records a page: read the rest at that size."""
         if cap >= self.page_size:
             return
+        if self._endpoint is not None:
+            self._endpoint.capped = True
         self.page_size = max(1, cap)
         if self._warned:
             self._logger.info("Stream '%s': the API now answers at most %d records a page.",
@@ -182,8 +207,9 @@ class OverlapOffsetPaginator(OffsetListing):
     """`limit`/`offset` pages overlapping by one record; a shift means a second read."""
 
     def __init__(self, spec: PaginatorSpec, page_size: int, key: t.Sequence[str],
-                 stream: str = "", logger: logging.Logger | None = None) -> None:
-        super().__init__(OffsetToken(0), spec, page_size, stream, logger)
+                 stream: str = "", logger: logging.Logger | None = None,
+                 endpoint: EndpointPaging | None = None) -> None:
+        super().__init__(OffsetToken(0), spec, page_size, stream, logger, endpoint)
         # the record's key as it comes from the API (a child's parent key is stamped later)
         self._key_of = operator.itemgetter(*key)
         self._written: set[tuple] = set()  # keys written, for a listing read again

@@ -4,11 +4,13 @@ listing starts, and the pages of one listing (fetched ahead where the listing al
 from __future__ import annotations
 
 import datetime
+import functools
 import typing as t
 
 from tap_analytics.keyset import KeysetPaginator
 from tap_analytics.pagination import (
     CursorPaginator,
+    EndpointPaging,
     OffsetListing,
     OnePagePaginator,
     OverlapOffsetPaginator,
@@ -32,6 +34,11 @@ if t.TYPE_CHECKING:
 class PagedListing:
     """A mixin of `AnalyticsStream`: `request_pages` of one listing, on the SDK's
     paginator hooks (`get_new_paginator`, `get_url_params`, `parse_response`)."""
+
+    @functools.cached_property
+    def endpoint_paging(self) -> EndpointPaging:
+        """What this stream's listings (one per parent, for a child) learn of its endpoint."""
+        return EndpointPaging()
 
     @property
     def page_size(self) -> int:
@@ -75,7 +82,8 @@ class PagedListing:
         key = [k for k in self.primary_keys if k not in (context or {})] or self.primary_keys
         return build_paginator(resource.paginator, self.page_size, key=key, stream=self.name,
                                keyset=keyset, since=Since(resource.incremental_param, start),
-                               logger=self.logger)
+                               logger=self.logger,
+                               endpoint=self.endpoint_paging if resource.parent else None)
 
     def get_url_params(self, context: Context | None, next_page_token: Page) -> dict:
         """The resource's fixed parameters and what its paginator asks for this page."""
@@ -139,7 +147,8 @@ class PagedListing:
 
 def build_paginator(spec: PaginatorSpec, page_size: int, *, key: t.Sequence[str], stream: str,
                     keyset: tuple[str, bool] | None = None, since: Since | None = None,
-                    logger: logging.Logger | None = None) -> BaseAPIPaginator:
+                    logger: logging.Logger | None = None,
+                    endpoint: EndpointPaging | None = None) -> BaseAPIPaginator:
     """A fresh paginator for one listing; `keyset` is (bookmark field, is a timestamp) for a
     listing read by its bookmark values (`since.value` the raw start), `since` otherwise
     the incremental parameter every request carries."""
@@ -149,7 +158,7 @@ def build_paginator(spec: PaginatorSpec, page_size: int, *, key: t.Sequence[str]
         return KeysetPaginator(since.value, spec, page_size, since.param, field, timestamp,
                                stream, logger)
     if spec.type == "offset":
-        return OverlapOffsetPaginator(spec, page_size, key, stream, logger)
+        return OverlapOffsetPaginator(spec, page_size, key, stream, logger, endpoint)
     if spec.type == "cursor":
         return CursorPaginator(spec, page_size, since)
     return OnePagePaginator(since)

@@ -228,3 +228,54 @@ def test_an_api_that_ignores_offset_ends_after_one_repeat(requests_mock, name) -
     records = list(stream_of(make_tap(page_size=10), name).get_records(None))
     assert [r["id"] for r in records] == ["a", "b"]
     assert len(requests_mock.request_history) == 2
+
+
+def serve_segment_people(mock, sizes: dict[str, int], cap: int = 1000) -> dict[str, list]:
+    """Each segment's people (no `total`), at most `cap` a page; the offsets asked, per segment."""
+    asked: dict[str, list] = {segment: [] for segment in sizes}
+
+    def page(request, context):
+        segment = request.path.split("/")[3]
+        q = query(request)
+        limit, offset = int(q["limit"]), int(q["offset"])
+        asked[segment].append(offset)
+        people = [{"id": f"{segment}-p{i:03d}", "email": f"p{i}@x.test"}
+                  for i in range(sizes[segment])]
+        return {"people": people[offset:offset + min(limit, cap)]}
+
+    mock.get(re.compile(re.escape(BASE) + r"/v1/segments/[^/]+/people"), json=page)
+    return asked
+
+
+def child_ids(tap, segment: str) -> list[str]:
+    """One child listing, read as the fan-out reads each parent's."""
+    pages = stream_of(tap, "segment_people").request_pages({"segment_id": segment},
+                                                            conform=False)
+    return [r["id"] for page in pages for r in page]
+
+
+def test_a_child_listing_whose_endpoint_filled_a_page_ends_at_its_short_first_page(
+        requests_mock) -> None:
+    """Another segment's listing filled a page of this size: a segment whose first page is
+    short has no more (no probe); the first listing, knowing nothing yet, paid it."""
+    sizes = {"s1": 25, "s2": 4, "s3": 7}
+    asked = serve_segment_people(requests_mock, sizes)
+    tap = make_tap(page_size=10, max_concurrency=1)
+    for segment, size in sizes.items():
+        assert child_ids(tap, segment) == [f"{segment}-p{i:03d}" for i in range(size)]
+    assert asked == {"s1": [0, 9, 18, 24], "s2": [0], "s3": [0]}
+
+
+def test_a_capped_child_endpoint_keeps_its_probes(requests_mock) -> None:
+    """An endpoint found capping (or never seen to fill a page) is in doubt: every short
+    page is followed by the request that proves the end, and nothing is lost."""
+    sizes = {"s1": 25, "s2": 4, "s3": 7}
+    asked = serve_segment_people(requests_mock, sizes, cap=5)
+    tap = make_tap(page_size=10, max_concurrency=1)
+    for segment, size in sizes.items():
+        assert child_ids(tap, segment) == [f"{segment}-p{i:03d}" for i in range(size)]
+    assert asked["s2"] == [0, 3] and asked["s3"][:2] == [0, 4]
+    unknown = serve_segment_people(requests_mock, {"s4": 3, "s5": 12})
+    fresh = make_tap(page_size=10, max_concurrency=1)
+    assert child_ids(fresh, "s4") == [f"s4-p{i:03d}" for i in range(3)]
+    assert unknown["s4"] == [0, 2]  # nothing known of the endpoint yet: probed
