@@ -115,6 +115,7 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
         self._short: int | None = None  # the size of the last page, when shorter than asked
         self._warned = False
         self._full_run = 0  # pages in a row that came back full
+        self._after_full = False
 
     def request_params(self, token: t.Any) -> dict[str, t.Any]:
         return {self._spec.limit_param: self.page_size, self._spec.offset_param: token.offset}
@@ -123,16 +124,25 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
         raise NotImplementedError
 
     def _page(self, records: list[dict], token: t.Any) -> None:
+        self._after_full = self._full_run > 0  # the page before this one came back full
         self._received = len(records)
         self._full_run = self._full_run + 1 if len(records) >= self.page_size else 0
         self._beyond = len(records) - 1 if token.overlap else len(records)
 
     def has_more(self, response: requests.Response) -> bool:
-        if self._beyond <= 0:
-            return False  # an empty page: the listing is read
         received = self._received
         total = total_of(response, self._total_path)
-        more = total is None or self.current_value.offset + received < total
+        token = self.current_value
+        if self._beyond <= 0:  # nothing past the overlap: the listing is read, unless...
+            if token.overlap and received == 1 < self.page_size and self._after_full and (
+                    total is None or token.offset + 1 < total):
+                # ...the page after a full one is the record it overlaps, alone: an API that
+                # has begun to cap its pages at one record answers that too (after a short
+                # page it is the probe's answer: the end); the page after that record tells
+                self._short = 1
+                return True
+            return False
+        more = total is None or token.offset + received < total
         if self._short is not None:  # the page before was short, and this one brought more
             self._capped(self._short)
         self._short = received if more and received < self.page_size else None

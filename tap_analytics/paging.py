@@ -117,7 +117,7 @@ class PagedListing:
             while not paginator.finished:
                 self.analytics_tap.runner.check()
                 token = paginator.current_value
-                future = ahead.pop(token, None)
+                future = ahead.pop(_asked(paginator, token), None)
                 response = future.result() if future else self.fetch(
                     context, Page(paginator, token))
                 counter.increment()
@@ -136,13 +136,19 @@ class PagedListing:
     def _fetch_ahead(self, context: Context | None, paginator: OffsetListing,
                      response: requests.Response, ahead: dict[t.Any, Future]) -> None:
         """Keep the next pages of a listing with a known end in flight (a bounded window)."""
-        planned = paginator.planned(response, self.settings.max_concurrency)
-        for token in [t_ for t_ in list(ahead) if t_ not in planned]:
-            ahead.pop(token).cancel()  # the listing was started again: plans changed
+        planned = {_asked(paginator, t_): t_ for t_ in
+                   paginator.planned(response, self.settings.max_concurrency)}
+        for asked in [a for a in ahead if a not in planned]:
+            ahead.pop(asked).cancel()  # the listing was started again: plans changed
         pool = self.analytics_tap.page_pool
-        for token in planned:
-            if token not in ahead:
-                ahead[token] = pool.submit(self.fetch, context, Page(paginator, token))
+        for asked, token in planned.items():
+            if asked not in ahead:
+                ahead[asked] = pool.submit(self.fetch, context, Page(paginator, token))
+
+
+def _asked(paginator: OffsetListing, token: t.Any) -> tuple:
+    """What a page's request asks: two tokens asking the same page share one request."""
+    return tuple(sorted(paginator.request_params(token).items()))
 
 
 def build_paginator(spec: PaginatorSpec, page_size: int, *, key: t.Sequence[str], stream: str,

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tap_analytics.pagination import SPECULATION
-from tests.unit_support import BASE, make_tap, query, stream_of
+from tests.unit_support import BASE, make_tap, query, read_stream, stream_of
 
 HYPOTHESIS = settings(max_examples=60, deadline=None, derandomize=True,
                       suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -37,7 +37,7 @@ def test_offset_reads_each_record_once(requests_mock, size, limit, with_total) -
     requests_mock.reset()
     rows = [{"id": f"t{i}", "name": f"team {i}"} for i in range(size)]
     calls = serve_offset(requests_mock, "/v1/teams", rows, with_total=with_total)
-    records = list(stream_of(make_tap(page_size=limit), "teams").get_records(None))
+    records = read_stream(make_tap(page_size=limit), "teams")
     assert [r["id"] for r in records] == [r["id"] for r in rows]
     offsets = sorted(offset for offset, _ in calls)  # pages are fetched side by side
     assert len(offsets) == len(set(offsets)), "a page was read twice"
@@ -59,12 +59,19 @@ def overlapping_offsets(size: int, limit: int, with_total: bool) -> list[int]:
     """Pages overlap by one record (so a shifted listing shows) and end at `total`, or at a
     page with nothing past its overlap: without a total, the request after a short page
     (a short page alone does not prove the end: APIs cap pages below `limit`)."""
-    offsets, offset, overlap = [], 0, False
+    offsets, offset, overlap, full = [], 0, False, False
     while True:
         offsets.append(offset)
         got = max(0, min(limit, size - offset))
-        if got - overlap <= 0 or (with_total and offset + got >= size):
+        if with_total and offset + got >= size:
             return offsets
+        if got - overlap <= 0:
+            if not (overlap and got == 1 < limit and full):
+                return offsets
+            # after a full page, the record it overlaps alone: the end, or a cap of one
+            offset, overlap, full = offset + 1, False, False
+            continue
+        full = got == limit
         offset, overlap = (offset + got - 1, True) if got > 1 else (offset + got, False)
 
 
@@ -120,7 +127,7 @@ def test_cursor_is_sent_as_after_and_limit_from_resource(requests_mock) -> None:
 
 def test_unpaged_endpoint_is_read_once_and_gets_no_paging(requests_mock) -> None:
     requests_mock.get(BASE + "/v1/accounts", json=[{"id": 1, "name": "a"}, {"id": 2}])
-    records = list(stream_of(make_tap(), "accounts").get_records(None))
+    records = read_stream(make_tap(), "accounts")
     assert [r["id"] for r in records] == [1, 2]
     assert len(requests_mock.request_history) == 1
     assert set(query(requests_mock.request_history[0])) == {"api_key"}
@@ -128,7 +135,7 @@ def test_unpaged_endpoint_is_read_once_and_gets_no_paging(requests_mock) -> None
 
 def test_page_size_sets_limit(requests_mock) -> None:
     requests_mock.get(BASE + "/v1/teams", json={"data": []})
-    list(stream_of(make_tap(page_size=1000), "teams").get_records(None))
+    read_stream(make_tap(page_size=1000), "teams")
     assert query(requests_mock.request_history[0])["limit"] == "1000"
 
 
@@ -137,7 +144,7 @@ def test_total_stops_without_an_extra_request(requests_mock, total) -> None:
     rows = [{"id": str(i)} for i in range(total)]
     requests_mock.get(re.compile(re.escape(BASE + "/v1/teams")),
                       json={"data": rows, "total": total})
-    records = list(stream_of(make_tap(page_size=3), "teams").get_records(None))
+    records = read_stream(make_tap(page_size=3), "teams")
     assert len(records) == total
     assert len(requests_mock.request_history) == 1
 
@@ -179,7 +186,7 @@ def test_a_page_cap_below_limit_loses_nothing(requests_mock, caplog, size, limit
     # incremental rows share their updated_at in threes (ties by id), as API.md orders them
     rows = [{"id": f"r{i:04d}", "updated_at": stamped(i // 3)} for i in range(size)]
     calls = serve_capped(requests_mock, f"/v1/{name}", rows, caps, with_total=with_total)
-    records = list(stream_of(make_tap(page_size=limit), name).get_records(None))
+    records = read_stream(make_tap(page_size=limit), name)
     assert [r["id"] for r in records] == [r["id"] for r in rows], "a record lost or repeated"
     smallest = min(min(caps), limit)
     # each page but the probes brings at least cap - 1 new records
@@ -196,7 +203,7 @@ def test_an_api_that_honours_limit_costs_one_request_and_the_speculated_ones(req
                                                                   with_total, name) -> None:
     rows = [{"id": f"r{i:04d}", "updated_at": stamped(i)} for i in range(95)]
     calls = serve_capped(requests_mock, f"/v1/{name}", rows, [1000], with_total=with_total)
-    records = list(stream_of(make_tap(page_size=20), name).get_records(None))
+    records = read_stream(make_tap(page_size=20), name)
     assert [r["id"] for r in records] == [r["id"] for r in rows]
     wanted = overlapping_offsets(95, 20, with_total)  # and the probe without a total
     assert len(wanted) == -(-95 // 19) + (0 if with_total else 1)
@@ -209,7 +216,7 @@ def test_an_api_that_honours_limit_costs_one_request_and_the_speculated_ones(req
 def test_a_capped_listing_is_read_at_the_cap_and_told_once(requests_mock, caplog) -> None:
     rows = [{"id": f"r{i:04d}"} for i in range(100)]
     calls = serve_capped(requests_mock, "/v1/teams", rows, [10], with_total=False)
-    records = list(stream_of(make_tap(page_size=50), "teams").get_records(None))
+    records = read_stream(make_tap(page_size=50), "teams")
     assert len(records) == 100
     assert [lim for _, lim in calls[:2]] == [50, 50] and {lim for _, lim in calls[2:]} == {10}
     warned = [r.getMessage() for r in caplog.records if "caps its pages" in r.getMessage()]
@@ -225,7 +232,7 @@ def test_an_api_that_ignores_offset_ends_after_one_repeat(requests_mock, name) -
     (an endpoint ignoring `offset`) ends the listing, nothing written twice."""
     rows = [{"id": "a", "updated_at": stamped(1)}, {"id": "b", "updated_at": stamped(2)}]
     requests_mock.get(re.compile(re.escape(BASE + f"/v1/{name}")), json={"data": rows})
-    records = list(stream_of(make_tap(page_size=10), name).get_records(None))
+    records = read_stream(make_tap(page_size=10), name)
     assert [r["id"] for r in records] == ["a", "b"]
     assert len(requests_mock.request_history) == 2
 

@@ -27,5 +27,14 @@ def stream_of(tap: TapAnalytics, name: str) -> t.Any:
     return tap.streams[name]
 
 
+def read_stream(tap: TapAnalytics, name: str) -> list[dict]:
+    """Every record of one stream; then the tap's page pool is stopped, so that no page
+    fetched ahead (past a listing's end) reaches the next test's mock."""
+    try:
+        return list(stream_of(tap, name).get_records(None))
+    finally:
+        tap.page_pool.shutdown(wait=True)
+
+
 def query(request: t.Any) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlparse(request.url).query).items()}
