@@ -27,7 +27,6 @@ import signal
 import socket
 import threading
 import typing as t
-from pathlib import Path
 
 from dagster import DagsterRun
 from dagster._core.launcher import RunLauncher
@@ -36,6 +35,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
 from orchestrate import warm_meltano
+from orchestrate.process_group import proc_stat
 from orchestrate.run_tenant import passed
 from orchestrate.tenants import TenantError, tenant_by_id
 
@@ -165,22 +165,15 @@ class WarmRunLauncher(RunLauncher, ConfigurableClass):
         return CheckRunHealthResult(WorkerStatus.FAILED, f"run worker (pid {pid}) is gone")
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
 def started_at(pid: int) -> str:
     """The process's start time (clock ticks since boot): a pid reused after a restart
     is another process."""
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return fields[19] if fields else ""
 
 
 def alive(pid: int, start: str = "") -> bool:
     """Whether the process runs (a zombie, dead but not yet reaped, does not), and is the
     one started at `start` when given."""
-    fields = _stat(pid)
+    fields = proc_stat(pid)
     return bool(fields) and fields[0] != "Z" and (not start or fields[19] == start)

@@ -106,17 +106,20 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
+def proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 def _group_alive(pgid: int) -> bool:
     """Whether a process of the group still runs (zombies, dead but not yet reaped by a
     parent, do not count: Meltano's own stays one until its `with` block waits for it)."""
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        fields = proc_stat(entry) if entry.isdigit() else None
+        if fields and int(fields[2]) == pgid and fields[0] != "Z":
             return True
     return False
