@@ -141,9 +141,9 @@ class PagedListing:
         for asked in [a for a in ahead if a not in planned]:
             ahead.pop(asked).cancel()  # the listing was started again: plans changed
         pool = self.analytics_tap.page_pool
-        for asked, token in planned.items():
+        for rank, (asked, token) in enumerate(planned.items()):
             if asked not in ahead:
-                ahead[asked] = pool.submit(self.fetch, context, Page(paginator, token))
+                ahead[asked] = pool.submit(rank, self.fetch, context, Page(paginator, token))
 
 
 def _asked(paginator: OffsetListing, token: t.Any) -> tuple:

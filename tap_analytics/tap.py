@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import typing as t
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from importlib.metadata import version
 
@@ -20,6 +19,7 @@ from tap_analytics.auth import build_authenticator
 from tap_analytics.discovery import declared_schema, sample_schemas
 from tap_analytics.http import RateLimiter, RequestBudget, SessionPool
 from tap_analytics.output import BufferedMsgSpecWriter, OutputClosedError, OutputStateWriter
+from tap_analytics.page_pool import PagePool
 from tap_analytics.redact import install_log_redaction, redact
 from tap_analytics.runner import StreamRunner
 from tap_analytics.settings import (
@@ -84,9 +84,10 @@ class TapAnalytics(Tap):
                            allowed=(settings.url_base, settings.token_url))
 
     @cached_property
-    def page_pool(self) -> ThreadPoolExecutor:
-        """Threads that fetch the pages of a listing side by side (the budget bounds them)."""
-        return ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="page")
+    def page_pool(self) -> PagePool:
+        """Threads that fetch the pages of listings ahead, nearest first (the budget bounds
+        the requests in flight)."""
+        return PagePool(self.settings.max_concurrency)
 
     @cached_property
     def authenticator(self) -> t.Any:
