@@ -191,8 +191,8 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
         that many requests). A page that comes back shorter than planned only costs the
         pages planned after it."""
         token = self.current_value
-        if self.page_size < 2 or not self._plannable(token):
-            return []
+        if self.page_size < 2 or window < 2 or not self._plannable(token):
+            return []  # one request at a time (max_concurrency 1): read in the caller's thread
         step = self.page_size - 1
         total = total_of(response, self._total_path)
         if total is not None:
