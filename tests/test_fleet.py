@@ -336,13 +336,20 @@ def test_two_orchestrators_never_sync_one_account_twice(storage: str, cluster: C
     procs: list[subprocess.Popen] = []
     most = {name: 0 for name in servers}
     mixed: dict[int, set[str]] = {}
+    checked: set[int] = set()
 
     def sample() -> None:
         for name in servers:
             most[name] = max(most[name], len(fleet_faults.of_account(f"twice_{name}", "tap")))
         table = fleet_faults.processes()
-        runs = [pid for p in procs for pid in fleet_faults.descendants(p.pid, table)
-                if "orchestrate.fleet" not in table.get(pid, ("",))[0]]  # not the daemon
+        # the runs' processes: the fork server of run workers and all below it (not the
+        # orchestrator itself, nor fleet.sh's set-up, which have the user's environment)
+        forkservers = [pid for p in procs for pid in fleet_faults.descendants(p.pid, table)
+                       if "multiprocessing.forkserver" in table.get(pid, ("",))[0]
+                       and "multiprocessing.forkserver" not in table.get(
+                           table[pid][2], ("",))[0]]
+        runs = [pid for top in forkservers for pid in fleet_faults.descendants(top, table)]
+        checked.update(runs)
         mixed.update({pid: held for pid, held in keys_held(runs, keys).items()
                       if len(held) > 1})
 
@@ -379,6 +386,7 @@ def test_two_orchestrators_never_sync_one_account_twice(storage: str, cluster: C
         assert all(p.returncode == 0 for p in procs), texts
         assert most == {name: 1 for name in servers}, f"syncs of one account at once: {most}"
         assert not mixed, f"processes holding several accounts' keys: {mixed}"
+        assert len(checked) > 4, "no run's processes were looked at"
         for name, server in servers.items():
             assert_tables_equal_server(cluster, f"twice_{name}", server)
     finally:
