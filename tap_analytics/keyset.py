@@ -62,7 +62,6 @@ class KeysetPaginator(OffsetListing):
         self._tail: t.Any = None  # the id of the last record of the page before
         self._shifted = False
         self._plan = plan  # pages from the starting value by offset, until a shift
-        self._planning = False  # the current token is such a page
 
     def request_params(self, token: KeysetToken) -> dict[str, t.Any]:
         params = super().request_params(token)
@@ -138,20 +137,19 @@ class KeysetPaginator(OffsetListing):
     def has_more(self, response: requests.Response) -> bool:
         return self._shifted or super().has_more(response)
 
-    def _plannable(self, token: KeysetToken) -> bool:
+    def _plannable(self) -> bool:
         return self._plan
 
     def get_next(self, response: requests.Response) -> KeysetToken:
         token = self.current_value
-        if self._shifted and self._planning and self._last is not None:
+        if self._shifted and self._plan and self._last is not None:
             # a planned read shifted: on by keyset from the last value read (its records
             # read already are skipped), no page planned from here on
-            self._plan = self._planning = False
+            self._plan = False
             return KeysetToken(self._since_for(self._last, self._timestamp), 0, token.reread)
         if self._shifted:
             return KeysetToken(token.since, 0, token.reread + 1)
-        self._planning = self._plan
-        if self._planning:  # on from the starting value by offset, as planned pages are
+        if self._plan:  # on from the starting value by offset, as planned pages are
             offset, overlap = self._next_offset(token.offset, self._received)
             return KeysetToken(token.since, offset, token.reread, overlap)
         since = self._since_for(self._last, self._timestamp)

@@ -191,7 +191,7 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
         that many requests). A page that comes back shorter than planned only costs the
         pages planned after it."""
         token = self.current_value
-        if self.page_size < 2 or window < 2 or not self._plannable(token):
+        if self.page_size < 2 or window < 2 or not self._plannable():
             return []  # one request at a time (max_concurrency 1): read in the caller's thread
         step = self.page_size - 1
         total = total_of(response, self._total_path)
@@ -202,7 +202,7 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
             later = range(token.offset + step, token.offset + step * ahead, step)
         return [token, *(replace(token, offset=o, overlap=True) for o in later)][:window]
 
-    def _plannable(self, token: t.Any) -> bool:
+    def _plannable(self) -> bool:
         return True
 
     def _restart(self, why: str) -> None:

@@ -105,9 +105,8 @@ class PagedListing:
                       ) -> t.Iterator[list[dict]]:
         """Each page of one listing: records stamped with their parent's key, conformed.
 
-        An offset listing that states its `total` and cannot shift unnoticed (its pages
-        overlap) has its further pages fetched side by side, taken in order: full-table
-        listings, and incremental ones from a fixed bookmark value until they shift.
+        An offset listing, which cannot shift unnoticed (its pages overlap), has its next
+        pages fetched ahead, side by side, taken in order (`OffsetListing.planned`).
         """
         paginator = self.get_new_paginator(context)
         stamp = dict(context) if context and self.resource.parent is not None else None
@@ -135,7 +134,7 @@ class PagedListing:
 
     def _fetch_ahead(self, context: Context | None, paginator: OffsetListing,
                      response: requests.Response, ahead: dict[t.Any, Future]) -> None:
-        """Keep the next pages of a listing with a known end in flight (a bounded window)."""
+        """Keep the listing's planned pages in flight (a bounded window), nearest first."""
         planned = {_asked(paginator, t_): t_ for t_ in
                    paginator.planned(response, self.settings.max_concurrency)}
         for asked in [a for a in ahead if a not in planned]:
