@@ -96,7 +96,9 @@ def meltano_argv(server: Server, cluster, schema: str, tmp: Path, levers: dict
            "TARGET_POSTGRES_USER": cluster.user, "TARGET_POSTGRES_PASSWORD": "unused",
            "TARGET_POSTGRES_DATABASE": cluster.database,
            "TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA": schema, **levers}
-    return [str(MELTANO), "run", "tap-analytics", "target-postgres"], env, ROOT
+    # --no-install: Meltano 4.4 ignores MELTANO_AUTO_INSTALL=false, and the floor's stand-in
+    # tap (no venv) would cost every floor run a failed install
+    return [str(MELTANO), "run", "--no-install", "tap-analytics", "target-postgres"], env, ROOT
 
 
 def dlt_argv(server: Server, cluster, schema: str, tmp: Path) -> tuple[list[str], dict, Path]:

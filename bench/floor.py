@@ -86,5 +86,5 @@ def system_dir(folder: Path) -> Path:
 
 
 def floor_env(folder: Path, replay: Path) -> dict[str, str]:
-    return {"MELTANO_SYS_DIR_ROOT": str(system_dir(folder)), "MELTANO_AUTO_INSTALL": "false",
+    return {"MELTANO_SYS_DIR_ROOT": str(system_dir(folder)),
             "TAP_ANALYTICS_REPLAY": str(replay)}

@@ -109,6 +109,7 @@ def run_environment(tenant_env: dict[str, str], schema: str, environ: t.Mapping[
         env["TAP_ANALYTICS__CATALOG"] = catalog
     env["MELTANO_DATABASE_URI"] = state_database_uri(environ)[0]
     # runs side by side share the installed plugins: none may reinstall one under another
+    # (Meltano 4.4 ignores this setting in `meltano run`; `_run` passes --no-install too)
     env["MELTANO_AUTO_INSTALL"] = "false"
     env.setdefault("MELTANO_SEND_ANONYMOUS_USAGE_STATS", "false")
     env.setdefault("MELTANO_CLI_DISABLE_VERSION_CHECK", "1")
@@ -227,8 +228,11 @@ def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float) -> Outcome
     # --force, under the account's lock: a job Meltano still marks running is one whose run
     # died (killed, or its database restarted) and must not lock the account out until its
     # heartbeat is 5 minutes old
-    command = [meltano_command(), "run", "--force", "--state-id-suffix", tenant.id,
-               "tap-analytics", "target-postgres"]
+    # --no-install: Meltano 4.4's `run` installs whatever MELTANO_AUTO_INSTALL says, and the
+    # editable tap's pip_url names the project's path, so a project at another path than the
+    # one it was installed from would reinstall the shared tap under every other run
+    command = [meltano_command(), "run", "--no-install", "--force", "--state-id-suffix",
+               tenant.id, "tap-analytics", "target-postgres"]
     log.info(f"{' '.join(command[1:])} (schema {tenant.schema})")
     lines: list[str] = []
     with private_system_dir(project_dir()) as system_dir:

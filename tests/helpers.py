@@ -214,8 +214,9 @@ def quiet_sdk_logs() -> None:
 
 def project_copy(copy: Path) -> Path:
     """The project as a fresh container has it: its tracked files and installed plugins
-    (linked), no `.meltano/run`, no local system database. Runs in it need
-    `MELTANO_AUTO_INSTALL=false` (the editable tap's install path differs)."""
+    (linked), no `.meltano/run`, no local system database. Runs in it must not install
+    (`meltano run --no-install`): the editable tap's install path differs, and a reinstall
+    would point the shared tap at the copy (`installed_tap_root` tells)."""
     root = Path(__file__).resolve().parent.parent
     files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True,
                            check=True).stdout.split()
@@ -227,3 +228,13 @@ def project_copy(copy: Path) -> Path:
     for kind in ("extractors", "loaders"):
         (copy / ".meltano" / kind).symlink_to(root / ".meltano" / kind)
     return copy
+
+
+def installed_tap_root() -> Path:
+    """The project the tap Meltano installed imports from (its install is editable)."""
+    python = Path(__file__).resolve().parent.parent / ".meltano" / "extractors" / \
+        "tap-analytics" / "venv" / "bin" / "python"
+    printed = subprocess.run([str(python), "-I", "-c",  # -I: not the working directory's
+                              "import tap_analytics; print(tap_analytics.__file__)"],
+                             capture_output=True, text=True, check=True, cwd="/").stdout
+    return Path(printed.strip()).parent.parent

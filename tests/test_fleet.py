@@ -23,7 +23,7 @@ import yaml
 
 from bench.cpu import Busy
 from tests import fleet_faults
-from tests.helpers import OUTPUTS, FakeServer, project_copy, start_server
+from tests.helpers import OUTPUTS, FakeServer, installed_tap_root, project_copy, start_server
 from tests.pg import ROOT, Cluster, restart_cluster, start_cluster, stop_cluster
 from tests.reliability import count
 from tests.test_postgres import INCREMENTAL, assert_tables_equal_server
@@ -102,6 +102,7 @@ def test_fleet_lands_every_account_alone_twice(fleet_servers: dict[str, FakeServ
     second = fleet({**env, "TAP_ANALYTICS_MELTANO_PROJECT": str(copy),
                     "TAP_ANALYTICS_FLEET_CATALOG": str(catalog)}, *GOOD)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert installed_tap_root() == ROOT, "a run in the copy reinstalled the shared tap"
     for name in GOOD:
         server = fleet_servers[name]
         assert_tables_equal_server(cluster, f"fleet_{name}", server)
