@@ -138,7 +138,7 @@ def main() -> None:
                              "with the median ratio is printed (the machine is noisy)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], check=True,
+    subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--dagster"], check=True,
                    stdout=subprocess.DEVNULL)
     cluster = start_cluster()
     os.environ.update(warehouse_env(cluster))

@@ -44,8 +44,9 @@ def when_busy(environ: t.Mapping[str, str]) -> str:
 @contextlib.contextmanager
 def account_lock(account: str, state_uri: str, holder: str, log: Info, *,
                  busy: str = "wait", poll: float = 1.0,
-                 timeout: float = float("inf")) -> t.Iterator[None]:
-    """Hold the account's lock for the block. `holder` names this run to anyone waiting."""
+                 timeout: float = float("inf")) -> t.Iterator[psycopg.Connection]:
+    """Hold the account's lock for the block. `holder` names this run to anyone waiting.
+    Yields the lock's connection to the state database (autocommit)."""
     scheme = urlsplit(state_uri).scheme.split("+", 1)[0]
     if scheme not in ("postgresql", "postgres"):
         raise ValueError(f"MELTANO_DATABASE_URI: the fleet keeps its state in PostgreSQL "
@@ -64,7 +65,7 @@ def account_lock(account: str, state_uri: str, holder: str, log: Info, *,
                     raise AccountBusy(f"account {account} was still being synced by {who} "
                                       f"after {timeout:g} s of waiting")
                 time.sleep(poll)
-        yield
+        yield lock.connection
 
 
 class _AdvisoryLock:
@@ -78,6 +79,10 @@ class _AdvisoryLock:
         self._con = psycopg.connect(self._conninfo, autocommit=True,
                                     application_name=self._holder)
         return self
+
+    @property
+    def connection(self) -> psycopg.Connection:
+        return self._con
 
     def __exit__(self, *exc: object) -> None:
         self._con.close()  # the lock ends with the session

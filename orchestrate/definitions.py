@@ -15,11 +15,15 @@ host, a tag limit on `tap_analytics/api_host` (`TAP_ANALYTICS_FLEET_HOST_CONCURR
 
 import json
 import os
+import typing as t
+from datetime import timedelta
 
 import dagster as dg
 
 from orchestrate.run_tenant import sync
-from orchestrate.tenants import load_tenants, tenant_by_id, tenants_file
+from orchestrate.table_results import column_schema, table_checks, table_results
+from orchestrate.tables import Table, TableTranslator, tables
+from orchestrate.tenants import Tenant, TenantError, load_tenants, tenant_by_id, tenants_file
 
 POOL = "tap_analytics"
 HOST_TAG = "tap_analytics/api_host"
@@ -31,34 +35,79 @@ def _number(name: str, default: float) -> float:
     return float(os.environ.get(name) or default)
 
 
-@dg.asset(
-    partitions_def=TENANTS,
-    pool=POOL,
-    retry_policy=dg.RetryPolicy(max_retries=int(_number("TAP_ANALYTICS_FLEET_RETRIES", 2)),
-                                delay=_number("TAP_ANALYTICS_FLEET_RETRY_DELAY", 60),
-                                backoff=dg.Backoff.EXPONENTIAL),
-    kinds={"meltano", "postgres"},
-    description="One account's `meltano run tap-analytics target-postgres`: its own "
-                "settings, schema and state id.",
-)
-def tenant_sync(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-    tenant = context.partition_key
-    try:
-        outcome = sync(tenant, tenants_file().resolve(), context.log, f"run {context.run_id[:8]}")
-    except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
-        # its Meltano is stopped already; a run someone terminated is not retried (Dagster
-        # retries an interrupted step by its retry policy: right for a pod preempted)
-        run = context.instance.get_run_by_id(context.run_id)
-        if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
-            raise dg.Failure(description=f"{tenant}: terminated", allow_retries=False) from None
-        raise
-    if outcome.failed is not None:
-        # the tap's own line is the reason; a wrong key or access is not retried
-        raise dg.Failure(description=f"{tenant}: {outcome.failed}", allow_retries=outcome.retry)
-    counts = outcome.counts or {}
-    return dg.MaterializeResult(metadata={
-        "schema": outcome.schema, "rows": dg.MetadataValue.json(counts),
-        "rows_total": sum(counts.values())})
+def table_spec(table: Table, translator: TableTranslator) -> dg.AssetSpec:
+    policy = freshness_policy()
+    return dg.AssetSpec(
+        key=[*translator.key_prefix(table), table.name], group_name=translator.group(table),
+        owners=translator.owners(table), kinds={"meltano", "postgres"}, skippable=True,
+        freshness_policy=policy,
+        description=f"The `{table.name}` table of each account's schema"
+                    + (" (a declared resource: only accounts that declare it)"
+                       if table.declared else ""),
+        metadata={"dagster/column_schema": column_schema(table),
+                  "tap_analytics/stream": table.name,
+                  "tap_analytics/key": ", ".join(table.key)})
+
+
+def freshness_policy() -> dg.FreshnessPolicy | None:
+    """`TAP_ANALYTICS_FLEET_FRESHNESS_HOURS`: Dagster's freshness policy for each table. It
+    judges a table by its newest materialization of any account (Dagster's freshness is
+    per asset, not per partition); per account, each materialization's `synced_at` and
+    `newest_updated_at` tell, and the `fresh` check fails on a stale account's run."""
+    hours = os.environ.get("TAP_ANALYTICS_FLEET_FRESHNESS_HOURS")
+    if not hours:
+        return None
+    return dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=float(hours)))
+
+
+def build_tenant_sync(translator: TableTranslator | None = None,
+                      tenants: t.Sequence[Tenant] | None = None) -> dg.AssetsDefinition:
+    """One multi-asset, an asset per table, partitioned by account: materializing some of
+    its assets syncs only those streams of that account."""
+    translator = translator or TableTranslator()
+    if tenants is None:
+        try:
+            tenants = load_tenants()
+        except TenantError:  # the sensor reports it; the built-in tables still load
+            tenants = []
+    known = tables(tenants)
+    specs = {table.name: table_spec(table, translator) for table in known}
+    by_key = {spec.key: name for name, spec in specs.items()}
+    info = {table.name: table for table in known}
+
+    @dg.multi_asset(
+        name="tenant_sync", specs=list(specs.values()), can_subset=True,
+        check_specs=[c for name, spec in specs.items() for c in table_checks(info[name],
+                                                                              spec.key)],
+        partitions_def=TENANTS, pool=POOL,
+        retry_policy=dg.RetryPolicy(max_retries=int(_number("TAP_ANALYTICS_FLEET_RETRIES", 2)),
+                                    delay=_number("TAP_ANALYTICS_FLEET_RETRY_DELAY", 60),
+                                    backoff=dg.Backoff.EXPONENTIAL))
+    def tenant_sync(context: dg.AssetExecutionContext) -> t.Iterator[t.Any]:
+        """One account's `meltano run tap-analytics target-postgres`: its own settings,
+        schema and state id; only the selected tables' streams when a subset is asked."""
+        tenant = context.partition_key
+        selected = sorted(by_key[k] for k in context.selected_asset_keys)
+        subset = None if len(selected) == len(by_key) else selected
+        try:
+            outcome = sync(tenant, tenants_file().resolve(), context.log,
+                           f"run {context.run_id[:8]}", streams=subset)
+        except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+            # its Meltano is stopped already; a run someone terminated is not retried
+            # (Dagster retries an interrupted step by its retry policy: right for a pod
+            # preempted)
+            run = context.instance.get_run_by_id(context.run_id)
+            if run is not None and run.status == dg.DagsterRunStatus.CANCELING:
+                raise dg.Failure(description=f"{tenant}: terminated",
+                                 allow_retries=False) from None
+            raise
+        yield from table_results(outcome, selected, info, specs)
+        if outcome.failed is not None:
+            # the tap's own line is the reason; a wrong key or access is not retried
+            raise dg.Failure(description=f"{tenant}: {outcome.failed}",
+                             allow_retries=outcome.retry)
+
+    return tenant_sync
 
 
 def partition_tags(tenant_id: str) -> dict[str, str]:
@@ -80,6 +129,7 @@ PARTITIONED_CONFIG = dg.PartitionedConfig(partitions_def=TENANTS,
                                           run_config_for_partition_key_fn=lambda _key: {},
                                           tags_for_partition_key_fn=partition_tags)
 # in process: the run's one step needs no process of its own (meltano is the work)
+tenant_sync = build_tenant_sync()
 sync_tenants = dg.define_asset_job(JOB, selection=[tenant_sync], partitions_def=TENANTS,
                                    executor_def=dg.in_process_executor, config=PARTITIONED_CONFIG)
 

@@ -3,9 +3,10 @@
 It uses Dagster as it runs in production, on this machine: an instance (`DAGSTER_HOME`,
 `.dagster/` by default) whose run queue holds runs while the pool `tap_analytics` is full
 (`concurrency.pools.granularity: run`), Dagster's daemon dequeuing them (hosted on this
-process's threads, `orchestrate.submit`), and a backfill of the asset `tenant_sync`, one
-run per account, each run's worker forked warm (`orchestrate.launcher`). It prints one
-line per account (landed: rows per table, or failed: the reason) and exits 1 if any failed.
+process's threads, `orchestrate.submit`), and a backfill of the job `sync_tenants` (every
+table's asset), one run per account, each run's worker forked warm
+(`orchestrate.launcher`). It prints one line per account (landed: rows per table, or
+failed: the reason) and exits 1 if any failed.
 """
 
 from __future__ import annotations
@@ -150,12 +151,13 @@ def say_who_waits(instance: DagsterInstance, ids: list[str]) -> None:
 
 def outcome(instance: DagsterInstance, run) -> str:
     if run.status == DagsterRunStatus.SUCCESS:
+        counts = {}
         for record in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
-            rows = record.dagster_event.event_specific_data.materialization.metadata.get("rows")
+            materialization = record.dagster_event.event_specific_data.materialization
+            rows = materialization.metadata.get("dagster/partition_row_count")
             if rows is not None:
-                counts = rows.value
-                return "landed: " + " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        return "landed"
+                counts[materialization.asset_key.path[-1]] = rows.value
+        return "landed: " + " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
     if run.status == DagsterRunStatus.CANCELED:
         return "failed: run canceled"
     for record in instance.all_logs(run.run_id, of_type=DagsterEventType.STEP_FAILURE):
@@ -202,7 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--register", action="store_true",
                         help="only make the tenants file's accounts the asset's partitions "
                              "(what the sensor does), e.g. before `dagster asset materialize`")
+    parser.add_argument("--instance", action="store_true",
+                        help="only write the instance's dagster.yaml (run queue, pool, limits, "
+                             "run monitoring) and print DAGSTER_HOME: `scripts/dagster_dev.sh`")
     args = parser.parse_args(argv)
+    concurrency = int(os.environ.get("TAP_ANALYTICS_FLEET_CONCURRENCY") or 4)
+    if args.instance:
+        print(instance_home(concurrency), file=OUT)
+        return 0
     try:
         tenants = load_tenants()
     except TenantError as exc:
@@ -214,12 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"fleet: no tenant {unknown[0]!r} in the tenants file", file=ERR)
         return 2
-    concurrency = int(os.environ.get("TAP_ANALYTICS_FLEET_CONCURRENCY") or 4)
     home = instance_home(concurrency)
     if args.register:
         with DagsterInstance.get() as instance:
             register(instance, known)
-        print(f"fleet: {len(known)} accounts are partitions of tenant_sync", file=ERR)
+        print(f"fleet: {len(known)} accounts are partitions of the tables' assets", file=ERR)
         return 0
     prepare_state_database(run_environment({}, "unused", os.environ), os.environ)
     log_to_file(home)

@@ -14,6 +14,7 @@ explains a failure, with whether a retry can help.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import typing as t
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,6 +32,7 @@ import psycopg
 from orchestrate.account_lock import AccountBusy, account_lock, when_busy
 from orchestrate.process_group import meltano_process
 from orchestrate.reasons import failure_reason
+from orchestrate.run_report import TableFacts, Tally, bookmarks, table_facts
 from orchestrate.tenants import PREFIX, ROOT, Tenant, TenantError, tenant_by_id
 
 STATE_SCHEMA = "meltano"
@@ -165,15 +167,6 @@ def refuse_shared_settings(project: Path) -> None:
                               "inherit it; move it into the tenants file")
 
 
-def row_counts(schema: str, environ: t.Mapping[str, str]) -> dict[str, int]:
-    with psycopg.connect(**warehouse(environ), autocommit=True) as con:
-        tables = [r[0] for r in con.execute(
-            "select table_name from information_schema.tables where table_schema = %s "
-            "order by table_name", (schema,)).fetchall()]
-        return {table: con.execute(f'select count(*) from "{schema}"."{table}"').fetchone()[0]
-                for table in tables}
-
-
 class Log(t.Protocol):
     def warning(self, msg: str) -> None: ...
     def error(self, msg: str) -> None: ...
@@ -194,12 +187,22 @@ def forward(log: Log, line: str) -> None:
 @dataclass(frozen=True)
 class Outcome:
     schema: str = ""
-    counts: dict[str, int] | None = None  # rows per table when it landed
-    failed: str | None = None  # else the line that explains
+    failed: str | None = None  # the line that explains, when the run failed
     retry: bool = False  # whether another try can help
+    tally: Tally | None = None  # rows written, and how each stream ended
+    tables: dict[str, TableFacts] = field(default_factory=dict)  # the schema's tables
+    bookmarks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Rows per table (PostgreSQL's statistics)."""
+        return {name: facts.rows or 0 for name, facts in self.tables.items()}
 
 
-def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "") -> Outcome:
+def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "",
+         streams: t.Collection[str] | None = None) -> Outcome:
+    """One account's sync: every stream, or only `streams` (the others' tables and
+    bookmarks are left as they are)."""
     try:
         tenant = tenant_by_id(tenant_id, tenants_path)
         if tenant is None:
@@ -207,6 +210,8 @@ def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "") -> Ou
         env = run_environment(tenant.environment(os.environ), tenant.schema, os.environ,
                               tenant.references())
         refuse_shared_settings(project_dir())
+        if streams is not None:  # applied by Meltano to the shipped catalog too
+            env["TAP_ANALYTICS__SELECT_FILTER"] = json.dumps(sorted(streams))
         busy = when_busy(os.environ)
     except (TenantError, ValueError) as exc:
         return Outcome(failed=str(exc))
@@ -215,8 +220,8 @@ def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "") -> Ou
     limit = max_runtime(os.environ)
     try:
         with account_lock(tenant.id, env["MELTANO_DATABASE_URI"], holder, log, busy=busy,
-                          timeout=limit):
-            return _run(tenant, env, log, limit)
+                          timeout=limit) as state:
+            return _run(tenant, env, log, limit, state)
     except (AccountBusy, ValueError) as exc:
         return Outcome(tenant.schema, failed=str(exc))
     except psycopg.OperationalError as exc:  # the state database is down: worth a retry
@@ -224,7 +229,8 @@ def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "") -> Ou
                        f"reached for the account's lock ({str(exc).strip().splitlines()[-1]})")
 
 
-def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float) -> Outcome:
+def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float,
+         state: psycopg.Connection) -> Outcome:
     # --force, under the account's lock: a job Meltano still marks running is one whose run
     # died (killed, or its database restarted) and must not lock the account out until its
     # heartbeat is 5 minutes old
@@ -235,6 +241,7 @@ def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float) -> Outcome
                tenant.id, "tap-analytics", "target-postgres"]
     log.info(f"{' '.join(command[1:])} (schema {tenant.schema})")
     lines: list[str] = []
+    tally = Tally()
     with private_system_dir(project_dir()) as system_dir:
         env["MELTANO_SYS_DIR_ROOT"] = str(system_dir)
         with meltano_process(command, cwd=str(project_dir()), env=env,
@@ -244,14 +251,24 @@ def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float) -> Outcome
                 sys.stderr.write(line + "\n")  # the compute log keeps everything
                 lines.append(line)
                 del lines[:-200]
+                tally.feed(line)
                 forward(log, line)
     if proc.timed_out:
         return Outcome(tenant.schema, failed=f"stopped after {limit:g} s, the maximum run time "
                        "(TAP_ANALYTICS_FLEET_MAX_RUNTIME)")
+    failed = retry = None
     if proc.returncode != 0:
-        reason = failure_reason(lines)
-        return Outcome(tenant.schema, failed=reason, retry=not any(f in reason for f in FINAL))
-    return Outcome(tenant.schema, row_counts(tenant.schema, os.environ))
+        failed = failure_reason(lines)
+        retry = not any(f in failed for f in FINAL)
+    tables: dict[str, TableFacts] = {}
+    marks: dict[str, str] = {}
+    try:  # what the run left: its report lacks it when a database went away meanwhile
+        with psycopg.connect(**warehouse(os.environ), autocommit=True) as con:
+            tables = table_facts(con, tenant.schema)
+        marks = bookmarks(state, tenant.id)
+    except psycopg.Error as exc:
+        log.warning(f"the tables' row counts or bookmarks could not be read: {exc}".strip())
+    return Outcome(tenant.schema, failed, bool(retry), tally, tables, marks)
 
 
 def max_runtime(environ: t.Mapping[str, str]) -> float:

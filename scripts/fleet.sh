@@ -5,5 +5,5 @@
 # account (landed: rows per table, or failed: the reason); exit 1 if any failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh >&2
+bash scripts/setup.sh --dagster >&2
 exec .venv-dagster/bin/python -m orchestrate.fleet "$@"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Set up everything the demo and the tests need, on a fresh machine: idempotent.
+# Set up what the demo (no argument) or the fleet and the tests (--dagster) need, on a
+# fresh machine: idempotent.
 #   .venv          the tap, its test tools, the fake API's needs
 #   .venv-meltano  Meltano, which installs the tap and the loaders under .meltano/
-#   .venv-dagster  Dagster 1.13, the orchestrator of many accounts (orchestrate/)
+#   .venv-dagster  Dagster 1.13, the orchestrator of many accounts (orchestrate/): --dagster
 set -euo pipefail
+DAGSTER=no
+[ "${1:-}" = "--dagster" ] && DAGSTER=yes
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false MELTANO_CLI_DISABLE_VERSION_CHECK=1
@@ -37,7 +40,7 @@ if [ ! -f .venv-meltano/.stamp-"$stamp" ] || [ ! -d .meltano ]; then
   .venv/bin/python -m compileall -q tap_analytics  # the tap's own (editable) modules
   rm -f .venv-meltano/.stamp-*; touch .venv-meltano/.stamp-"$stamp"
 fi
-if [ ! -f .venv-dagster/.stamp-"$stamp" ]; then
+if [ "$DAGSTER" = yes ] && [ ! -f .venv-dagster/.stamp-"$stamp" ]; then
   step "Installing Dagster (orchestrate/requirements.txt) into .venv-dagster"
   [ -x .venv-dagster/bin/python ] || "$PY" -m venv .venv-dagster
   .venv-dagster/bin/pip install -q --upgrade pip

@@ -3,7 +3,7 @@
 # Scale knob for the slow suites: TEST_SCALE=small|full (default small).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --dagster
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   echo "note: PostgreSQL (initdb/pg_ctl) is not installed; its tests will skip" \
        "(in CI they fail). Install it with: apt-get install postgresql" >&2

@@ -120,6 +120,10 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
     def request_params(self, token: t.Any) -> dict[str, t.Any]:
         return {self._spec.limit_param: self.page_size, self._spec.offset_param: token.offset}
 
+    def announced(self, response: requests.Response) -> int | None:
+        """The listing's `total`, when the page states one."""
+        return total_of(response, self._total_path)
+
     def accept(self, records: list[dict]) -> list[dict]:
         raise NotImplementedError
 

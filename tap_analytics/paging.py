@@ -111,6 +111,7 @@ class PagedListing:
         paginator = self.get_new_paginator(context)
         stamp = dict(context) if context and self.resource.parent is not None else None
         ahead: dict[t.Any, Future] = {}
+        read, announced = 0, None
         with self.get_http_request_counter() as counter:
             counter.with_context(context)
             while not paginator.finished:
@@ -121,6 +122,9 @@ class PagedListing:
                     context, Page(paginator, token))
                 counter.increment()
                 records = paginator.accept(self.parse_response(response))
+                read += len(records)
+                if isinstance(paginator, OffsetListing):
+                    announced = paginator.announced(response)
                 if records:
                     if stamp:
                         for record in records:
@@ -131,6 +135,10 @@ class PagedListing:
                     self._fetch_ahead(context, paginator, response, ahead)
         for future in ahead.values():
             future.cancel()
+        if announced is not None and context is None:
+            # read by the orchestrator (orchestrate/run_report.py): its `api_total` check
+            self.logger.info("%s: listing read, %d records of the %d the API announced",
+                             self.name, read, announced)
 
     def _fetch_ahead(self, context: Context | None, paginator: OffsetListing,
                      response: requests.Response, ahead: dict[t.Any, Future]) -> None:

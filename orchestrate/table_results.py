@@ -1,0 +1,111 @@
+"""One account's run, as Dagster events per table: a materialization for each table whose
+rows landed (rows written, the table's rows, its schema, its bookmark), and its checks.
+
+A stream that failed does not hide those that landed: they are materialized before the
+step fails with the failed one's line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import typing as t
+
+import dagster as dg
+
+from orchestrate.run_report import TableFacts
+from orchestrate.tables import Table
+
+if t.TYPE_CHECKING:
+    from orchestrate.run_tenant import Outcome
+
+KEY_CHECK = "key_unique"
+TOTAL_CHECK = "api_total"
+
+
+def table_checks(table: Table, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(KEY_CHECK, asset=key, description=(
+            "No duplicate on the stream's key: the table's primary key is that key, so "
+            "PostgreSQL refuses a duplicate (read from its catalog: no scan)")),
+        dg.AssetCheckSpec(TOTAL_CHECK, asset=key, description=(
+            "Nothing lost: where the API announces a `total`, the run read every record it "
+            "announced (a warning: records the API deletes during a run count short)"))]
+
+
+def column_schema(table: Table) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in table.columns])
+
+
+def table_results(outcome: Outcome, selected: t.Sequence[str], tables: t.Mapping[str, Table],
+                  specs: t.Mapping[str, dg.AssetSpec]) -> t.Iterator[t.Any]:
+    tally = outcome.tally
+    if tally is None:  # the run never started (a bad tenant entry, a busy account)
+        return
+    failed = outcome.failed is not None
+    synced_at = time.time()
+    for name in selected:
+        if tally.ended.get(name) is None and name not in outcome.tables:
+            continue  # not a stream of this account (a resource it does not declare)
+        if not tally.landed(name, failed):
+            continue
+        key = specs[name].key
+        facts = outcome.tables.get(name, TableFacts(0, ()))
+        yield dg.MaterializeResult(asset_key=key, metadata={
+            **_metadata(outcome, tables[name], facts, synced_at),
+            "rows_read": tally.read.get(name, 0), "rows_written": tally.written.get(name, 0)})
+        yield _key_check(key, tables[name], facts)
+        yield _total_check(key, tally.announced.get(name))
+
+
+def _metadata(outcome: Outcome, table: Table, facts: TableFacts,
+              synced_at: float) -> dict[str, t.Any]:
+    metadata: dict[str, t.Any] = {
+        "dagster/partition_row_count": facts.rows or 0,
+        "dagster/table_name": f"{outcome.schema}.{table.name}",
+        "dagster/column_schema": column_schema(table),
+        "synced_at": dg.MetadataValue.timestamp(synced_at),
+    }
+    bookmark = outcome.bookmarks.get(table.name)
+    if bookmark is not None:
+        metadata["bookmark"] = bookmark
+        newest = _instant(bookmark)
+        if newest is not None:
+            metadata["newest_updated_at"] = dg.MetadataValue.timestamp(newest)
+    return metadata
+
+
+def _instant(value: str) -> float | None:
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def _key_check(key: dg.AssetKey, table: Table, facts: TableFacts) -> dg.AssetCheckResult:
+    wanted = set(table.key)
+    if not facts.key:  # no duplicate is possible without rows, nor defined without a key
+        return dg.AssetCheckResult(asset_key=key, check_name=KEY_CHECK,
+                                   passed=not wanted or not facts.rows,
+                                   description="the table has no primary key",
+                                   metadata={"key": ", ".join(table.key)})
+    passed = not wanted or set(facts.key) == wanted
+    return dg.AssetCheckResult(asset_key=key, check_name=KEY_CHECK, passed=passed,
+                               metadata={"key": ", ".join(table.key),
+                                         "primary_key": ", ".join(facts.key)})
+
+
+def _total_check(key: dg.AssetKey, read: tuple[int, int] | None) -> dg.AssetCheckResult:
+    if read is None:
+        return dg.AssetCheckResult(
+            asset_key=key, check_name=TOTAL_CHECK, passed=True,
+            description="not evaluated: the API announced no total for this read",
+            metadata={"evaluated": False})
+    got, announced = read
+    return dg.AssetCheckResult(
+        asset_key=key, check_name=TOTAL_CHECK, passed=got >= announced,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"evaluated": True, "read": got, "announced": announced})

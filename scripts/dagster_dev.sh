@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Dagster's UI, daemon and code server on this machine, with the instance fleet.sh uses:
+#   TAP_ANALYTICS_TENANTS=tenants.yml TARGET_POSTGRES_HOST=... ./scripts/dagster_dev.sh [dagster dev options]
+# DAGSTER_HOME (.dagster/ by default) gets fleet.sh's dagster.yaml: the run queue with the
+# pool `tap_analytics` (TAP_ANALYTICS_FLEET_CONCURRENCY), one run per account, the limit
+# per API host, run monitoring and retries. A bare `dagster dev` would run on a temporary
+# instance with none of them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dagster >&2
+DAGSTER_HOME=$(.venv-dagster/bin/python -m orchestrate.fleet --instance)
+export DAGSTER_HOME
+exec .venv-dagster/bin/dagster dev -m orchestrate "$@"

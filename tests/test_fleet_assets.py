@@ -1,0 +1,177 @@
+"""An asset per table, partitioned by account, as a Dagster user materializes them: two
+tables of one account with `dagster asset materialize` load those two exactly and nothing
+else (no other table, no other bookmark), each with its row count, column schema, table
+name, bookmark and checks; then the whole account loads every table exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import typing as t
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import OUTPUTS, FakeServer
+from tests.pg import ROOT, Cluster
+from tests.test_fleet import fleet, fleet_env, lines_by_tenant
+from tests.test_postgres import KEYS, assert_tables_equal_server, table_keys
+
+pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
+DAGSTER = ROOT / ".venv-dagster" / "bin" / "dagster"
+TWO = ("contacts", "conversations")
+# what the instance holds: each table's latest materialization and its checks' results
+EVENTS = """
+import json, dagster as dg
+out = {}
+with dg.DagsterInstance.get() as instance:
+    for run in instance.get_runs():
+        for kind, field in ((dg.DagsterEventType.ASSET_MATERIALIZATION, None),
+                            (dg.DagsterEventType.ASSET_CHECK_EVALUATION, None)):
+            for record in instance.all_logs(run.run_id, of_type=kind):
+                data = record.dagster_event.event_specific_data
+                if kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+                    m = data.materialization
+                    entry = out.setdefault(m.asset_key.to_user_string(), {"checks": {}})
+                    entry["partition"] = m.partition
+                    entry["metadata"] = {k: (v.value if not hasattr(v.value, "columns") else
+                                             [c.name for c in v.value.columns])
+                                         for k, v in m.metadata.items()}
+                else:
+                    entry = out.setdefault(data.asset_key.to_user_string(), {"checks": {}})
+                    entry["checks"][data.check_name] = [data.passed, {
+                        k: v.value for k, v in data.metadata.items()}]
+print(json.dumps(out, default=str))
+"""
+
+
+def dagster_events(env: dict) -> dict:
+    proc = subprocess.run([str(ROOT / ".venv-dagster" / "bin" / "python"), "-c", EVENTS],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def tables_of(cluster: Cluster, schema: str) -> set[str]:
+    with cluster.connect() as con:
+        return {r[0] for r in con.execute("select table_name from information_schema.tables "
+                                          "where table_schema = %s", (schema,)).fetchall()}
+
+
+def bookmarked(cluster: Cluster, account: str) -> set[str]:
+    with cluster.connect() as con:
+        row = con.execute("select completed_state from meltano.state where state_id like %s",
+                          (f"%:{account}",)).fetchone()
+    state = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    return set(state["singer_state"]["bookmarks"])
+
+
+def account(server: FakeServer, cluster: Cluster, tmp_path: Path, schema: str,
+            **settings: t.Any) -> dict[str, str]:
+    """fleet.sh's environment for one account `acme`, registered as a partition."""
+    tenants = [{"id": "acme", "schema": schema, "settings": {
+        "base_url": server.url, "api_key": "${ACME_KEY}", "page_size": 25,
+        "backoff_factor": 0, **settings}}]
+    env = fleet_env(tmp_path, tenants, cluster, ACME_KEY=server.api.api_key)
+    registered = fleet(env, "--register")
+    assert registered.returncode == 0, registered.stderr[-2000:]
+    return env
+
+
+def materialize(env: dict[str, str], tables: t.Iterable[str]) -> subprocess.CompletedProcess:
+    selection = ",".join(f"tap_analytics/{name}" for name in tables)
+    proc = subprocess.run([str(DAGSTER), "asset", "materialize", "-m", "orchestrate",
+                           "--select", selection, "--partition", "acme"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    OUTPUTS.extend([proc.stdout, proc.stderr])
+    return proc
+
+
+def test_two_tables_of_one_account_load_alone_then_every_table(
+        server: FakeServer, cluster: Cluster, tmp_path: Path) -> None:
+    env = account(server, cluster, tmp_path, "assets_acme")
+    proc = materialize(env, TWO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert tables_of(cluster, "assets_acme") == set(TWO)
+    expected = server.ids()
+    for name in TWO:
+        assert set(table_keys(cluster, "assets_acme", name)) == expected[name], name
+    assert bookmarked(cluster, "acme") == set(TWO)
+
+    events = dagster_events(env)
+    assert set(events) == {f"tap_analytics/{name}" for name in TWO}
+    for name in TWO:
+        entry = events[f"tap_analytics/{name}"]
+        metadata = entry["metadata"]
+        assert entry["partition"] == "acme"
+        assert metadata["dagster/partition_row_count"] == len(expected[name]), name
+        assert metadata["rows_read"] == metadata["rows_written"] == len(expected[name]), name
+        assert metadata["dagster/table_name"] == f"assets_acme.{name}"
+        assert {"id", "updated_at"} <= set(metadata["dagster/column_schema"])
+        assert metadata["bookmark"] == max(r["updated_at"]
+                                           for r in server.api.data.tables[name])
+        assert entry["checks"]["key_unique"][0] is True, entry["checks"]
+        assert entry["checks"]["api_total"][0] is True, entry["checks"]
+
+    every = fleet(env, "acme")
+    assert every.returncode == 0, every.stderr[-3000:]
+    assert lines_by_tenant(every.stdout)["acme"].startswith("landed: ")
+    assert_tables_equal_server(cluster, "assets_acme", server)
+    assert bookmarked(cluster, "acme") >= set(TWO) | {"companies", "peoples"}
+    events = dagster_events(env)
+    assert set(events) == {f"tap_analytics/{name}" for name in KEYS}
+
+
+def test_a_failed_table_does_not_hide_the_tables_that_landed(
+        server: FakeServer, cluster: Cluster, tmp_path: Path) -> None:
+    """One stream at a time (`max_concurrency` 1), in the catalog's order: agents_overview
+    and contacts land, conversations is refused (403), teams never starts. The run fails
+    with the refused stream's line; the two that landed are materialized with their
+    checks, the others are not."""
+    env = account(server, cluster, tmp_path, "failing_acme", max_concurrency=1)
+    server.faults({"path": "/v1/conversations", "kind": "403", "times": -1})
+    proc = materialize(env, ("agents_overview", "contacts", "conversations", "teams"))
+    assert proc.returncode != 0
+    assert "conversations: GET /v1/conversations answered 403" in proc.stdout + proc.stderr
+    events = dagster_events(env)
+    landed = {"agents_overview", "contacts"}
+    assert set(events) == {f"tap_analytics/{name}" for name in landed}, events
+    expected = server.ids()
+    for name in landed:
+        entry = events[f"tap_analytics/{name}"]
+        assert entry["metadata"]["dagster/partition_row_count"] == len(expected[name])
+        assert entry["checks"]["key_unique"][0] is True
+        assert set(table_keys(cluster, "failing_acme", name)) == expected[name]
+    assert tables_of(cluster, "failing_acme") == landed
+
+
+INSTANCE = """
+import dagster as dg
+with dg.DagsterInstance.get() as instance:
+    config = instance.get_concurrency_config()
+    print(type(instance.run_coordinator).__name__, type(instance.run_launcher).__name__,
+          instance.run_monitoring_enabled)
+    print(config.pool_config.default_pool_limit, config.pool_config.pool_granularity.value)
+    print(sorted((l["key"], l["limit"]) for l in config.run_queue_config.tag_concurrency_limits))
+"""
+
+
+def test_dagster_dev_gets_the_instance_fleet_sh_uses(tmp_path: Path) -> None:
+    """`scripts/dagster_dev.sh` runs `dagster dev` on the instance it writes first: the run
+    queue with the pool, one run per account and the limit per API host, run monitoring;
+    a bare `dagster dev` gets a temporary instance with none of them."""
+    script = (ROOT / "scripts" / "dagster_dev.sh").read_text()
+    assert "orchestrate.fleet --instance" in script and "dagster dev -m orchestrate" in script
+    python = str(ROOT / ".venv-dagster" / "bin" / "python")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"),
+           "TAP_ANALYTICS_FLEET_CONCURRENCY": "3", "TAP_ANALYTICS_FLEET_HOST_CONCURRENCY": "2"}
+    home = subprocess.run([python, "-m", "orchestrate.fleet", "--instance"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=True).stdout
+    assert home.strip() == str(tmp_path / "home")
+    proc = subprocess.run([python, "-c", INSTANCE], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [
+        "QueuedRunCoordinator WarmRunLauncher True", "3 run",
+        str(sorted([("dagster/partition", 1), ("tap_analytics/api_host", 2)]))]
