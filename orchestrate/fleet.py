@@ -49,7 +49,9 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
     (`orchestrate.launcher`); runs re-executed when their worker died (a kill, a node
     lost); storage in PostgreSQL when the user names one (`TAP_ANALYTICS_FLEET_DAGSTER_DB`,
     a postgresql:// URL, read from the environment by Dagster), as the Helm chart keeps
-    it; else SQLite files in the instance's folder."""
+    it; else SQLite files in the instance's folder. `TAP_ANALYTICS_FLEET_LAUNCHER=default`:
+    Dagster's own launcher instead of the warm one (a new process per run, as a Kubernetes
+    run pod starts: the cold path)."""
     config: dict[str, t.Any] = {
         "run_launcher": {"module": "orchestrate.launcher", "class": "WarmRunLauncher"},
         "run_coordinator": {"module": "dagster.core.run_coordinator",
@@ -74,6 +76,11 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
         "freshness": {"enabled": False},
         "auto_materialize": {"enabled": False, "use_sensors": False},
     }
+    launcher = (environ.get("TAP_ANALYTICS_FLEET_LAUNCHER") or "warm").strip().lower()
+    if launcher == "default":
+        config["run_launcher"] = {"module": "dagster", "class": "DefaultRunLauncher"}
+    elif launcher != "warm":
+        raise ValueError(f"TAP_ANALYTICS_FLEET_LAUNCHER={launcher!r}: expected warm or default")
     if environ.get(DAGSTER_DB):
         config["storage"] = {"postgres": {"postgres_url": {"env": DAGSTER_DB}}}
     return config
@@ -209,8 +216,13 @@ def main(argv: list[str] | None = None) -> int:
                              "run monitoring) and print DAGSTER_HOME: `scripts/dagster_dev.sh`")
     args = parser.parse_args(argv)
     concurrency = int(os.environ.get("TAP_ANALYTICS_FLEET_CONCURRENCY") or 4)
+    try:
+        home = instance_home(concurrency)
+    except ValueError as exc:
+        print(f"fleet: {exc}", file=ERR)
+        return 2
     if args.instance:
-        print(instance_home(concurrency), file=OUT)
+        print(home, file=OUT)
         return 0
     try:
         tenants = load_tenants()
@@ -223,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"fleet: no tenant {unknown[0]!r} in the tenants file", file=ERR)
         return 2
-    home = instance_home(concurrency)
     if args.register:
         with DagsterInstance.get() as instance:
             register(instance, known)

@@ -7,7 +7,8 @@
 # instance with none of them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+VENV=${TAP_ANALYTICS_DAGSTER_VENV:-.venv-dagster}  # scripts/dagster_next.sh: the next release
 bash scripts/setup.sh --dagster >&2
-DAGSTER_HOME=$(.venv-dagster/bin/python -m orchestrate.fleet --instance)
+DAGSTER_HOME=$("$VENV"/bin/python -m orchestrate.fleet --instance)
 export DAGSTER_HOME
-exec .venv-dagster/bin/dagster dev -m orchestrate "$@"
+exec "$VENV"/bin/dagster dev -m orchestrate "$@"

@@ -5,5 +5,6 @@
 # account (landed: rows per table, or failed: the reason); exit 1 if any failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+VENV=${TAP_ANALYTICS_DAGSTER_VENV:-.venv-dagster}  # scripts/dagster_next.sh: the next release
 bash scripts/setup.sh --dagster >&2
-exec .venv-dagster/bin/python -m orchestrate.fleet "$@"
+exec "$VENV"/bin/python -m orchestrate.fleet "$@"

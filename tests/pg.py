@@ -15,6 +15,8 @@ from pathlib import Path
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+# Dagster's venv: scripts/dagster_next.sh points it at one with the next Dagster release
+DAGSTER_BIN = ROOT / (os.environ.get("TAP_ANALYTICS_DAGSTER_VENV") or ".venv-dagster") / "bin"
 MELTANO = ROOT / ".venv-meltano" / "bin" / "meltano"
 TARGET = ROOT / ".meltano" / "loaders" / "target-postgres" / "venv" / "bin" / "target-postgres"
 

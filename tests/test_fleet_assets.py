@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import OUTPUTS, FakeServer
-from tests.pg import ROOT, Cluster
+from tests.pg import DAGSTER_BIN, ROOT, Cluster
 from tests.test_fleet import fleet, fleet_env, lines_by_tenant
 from tests.test_postgres import KEYS, assert_tables_equal_server, table_keys
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
-DAGSTER = ROOT / ".venv-dagster" / "bin" / "dagster"
+DAGSTER = DAGSTER_BIN / "dagster"
 TWO = ("contacts", "conversations")
 # what the instance holds: each table's latest materialization and its checks' results
 EVENTS = """
@@ -47,7 +47,7 @@ print(json.dumps(out, default=str))
 
 
 def dagster_events(env: dict) -> dict:
-    proc = subprocess.run([str(ROOT / ".venv-dagster" / "bin" / "python"), "-c", EVENTS],
+    proc = subprocess.run([str(DAGSTER_BIN / "python"), "-c", EVENTS],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
@@ -163,7 +163,7 @@ def test_dagster_dev_gets_the_instance_fleet_sh_uses(tmp_path: Path) -> None:
     a bare `dagster dev` gets a temporary instance with none of them."""
     script = (ROOT / "scripts" / "dagster_dev.sh").read_text()
     assert "orchestrate.fleet --instance" in script and "dagster dev -m orchestrate" in script
-    python = str(ROOT / ".venv-dagster" / "bin" / "python")
+    python = str(DAGSTER_BIN / "python")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"),
            "TAP_ANALYTICS_FLEET_CONCURRENCY": "3", "TAP_ANALYTICS_FLEET_HOST_CONCURRENCY": "2"}
     home = subprocess.run([python, "-m", "orchestrate.fleet", "--instance"], env=env, cwd=ROOT,

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from orchestrate.tenants import EXAMPLE, ROOT, TenantError, load_tenants
+from tests.pg import DAGSTER_BIN
 
 
 def write(tmp_path: Path, tenants: list) -> Path:
@@ -97,7 +98,7 @@ with DagsterInstance.ephemeral() as instance:
 def test_accounts_added_or_removed_in_the_file_become_or_stop_being_partitions(
         tmp_path: Path) -> None:
     """The sensor keeps the asset's partitions equal to the tenants file: no deploy."""
-    python = ROOT / ".venv-dagster" / "bin" / "python"
+    python = DAGSTER_BIN / "python"
     if not python.exists():
         pytest.fail("Dagster is not installed (run scripts/setup.sh)")
     path = write(tmp_path, [{"id": "acme"}, {"id": "newco"}])
@@ -111,7 +112,7 @@ def test_accounts_added_or_removed_in_the_file_become_or_stop_being_partitions(
 
 def test_a_tap_setting_in_the_projects_env_file_is_refused(tmp_path: Path) -> None:
     """Meltano reads `.env` into every run: a key there would reach every account."""
-    python = ROOT / ".venv-dagster" / "bin" / "python"
+    python = DAGSTER_BIN / "python"
     if not python.exists():
         pytest.fail("Dagster is not installed (run scripts/setup.sh)")
     (tmp_path / ".env").write_text("# TAP_ANALYTICS_PAGE_SIZE=5\nTARGET_POSTGRES_PORT=5432\n")
@@ -168,7 +169,7 @@ def test_the_schedule_asks_every_account_in_one_call_with_its_tags(tmp_path: Pat
     """Only registered accounts are requested, each with the tags Dagster gives a partition
     of the job (partition, partition set), its API host and, where it names one, its
     Kubernetes Secret for its run pod alone; no query per account."""
-    python = ROOT / ".venv-dagster" / "bin" / "python"
+    python = DAGSTER_BIN / "python"
     if not python.exists():
         pytest.fail("Dagster is not installed (run scripts/setup.sh)")
     path = write(tmp_path, [

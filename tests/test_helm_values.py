@@ -1,0 +1,104 @@
+"""The Helm values (`deploy/k8s/values.yaml`) set the limits `fleet.sh` sets, under keys
+the Dagster chart of the pinned release reads.
+
+Helm is not installable here (no Debian package), so the chart is not rendered: `CHART`
+below is what chart 1.13 reads of the sections we set (its values schema forbids other keys
+there: a limit under a key it does not read fails the install or is dropped), and `render`
+is what its templates write into `dagster.yaml` from them (`_concurrency.tpl`: only when
+`concurrency.enabled`; camelCase keys become snake_case). The result must equal what
+`orchestrate.fleet.instance_config` writes for `fleet.sh` and `scripts/dagster_dev.sh`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import typing as t
+
+import yaml
+
+from tests.pg import DAGSTER_BIN, ROOT
+
+VALUES = ROOT / "deploy" / "k8s" / "values.yaml"
+LIMIT = {"key": str, "value": {"applyLimitPerUniqueValue": bool}, "limit": int}
+CHART = {  # the chart's top-level keys we use, and what it reads under the ones we check
+    "dagster-user-deployments": None, "runLauncher": None, "postgresql": None,
+    "concurrency": {"enabled": bool,
+                    "pools": {"defaultLimit": int, "granularity": str,
+                              "opGranularityRunBuffer": int},
+                    "runs": {"maxConcurrentRuns": int, "tagConcurrencyLimits": [LIMIT]}},
+    "dagsterDaemon": {
+        "runMonitoring": {"enabled": bool, "startTimeoutSeconds": int,
+                          "cancelTimeoutSeconds": int, "maxResumeRunAttempts": int,
+                          "pollIntervalSeconds": int, "freeSlotsAfterRunEndSeconds": int},
+        "runRetries": {"enabled": bool, "maxRetries": int, "retryOnAssetOrOpFailure": bool},
+        "runCoordinator": {"enabled": bool, "type": str, "config": {"queuedRunCoordinator": {
+            "maxConcurrentRuns": int, "tagConcurrencyLimits": [LIMIT],
+            "dequeueIntervalSeconds": int, "dequeueNumWorkers": int,
+            "dequeueUseThreads": bool}}}},
+}
+
+
+def unread(values: t.Any, schema: t.Any, where: str = "") -> list[str]:
+    """The paths in `values` the chart does not read (or reads as another type)."""
+    if schema is None:
+        return []
+    if isinstance(schema, list):
+        return [p for i, item in enumerate(values or []) for p in unread(item, schema[0],
+                                                                         f"{where}[{i}]")]
+    if isinstance(schema, dict):
+        if not isinstance(values, dict):
+            return [where]
+        return [p for key, value in values.items()
+                for p in ([f"{where}.{key}"] if key not in schema else
+                          unread(value, schema[key], f"{where}.{key}"))]
+    return [] if isinstance(values, schema) else [where]
+
+
+def snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z])([A-Z])", lambda m: "_" + m.group(1).lower(), name)
+
+
+def render(values: dict) -> dict:
+    """What the chart writes into dagster.yaml from these sections."""
+    out: dict[str, t.Any] = {}
+    concurrency = values.get("concurrency") or {}
+    if concurrency.get("enabled"):
+        out["concurrency"] = {
+            "pools": {snake(k): v for k, v in (concurrency.get("pools") or {}).items()},
+            "runs": {snake(k): v for k, v in (concurrency.get("runs") or {}).items()}}
+    daemon = values.get("dagsterDaemon") or {}
+    for section in ("runMonitoring", "runRetries"):
+        if section in daemon:
+            out[snake(section)] = {snake(k): v for k, v in daemon[section].items()}
+    return out
+
+
+def fleet_instance() -> dict:
+    script = ("import json; from orchestrate.fleet import instance_config; "
+              "print(json.dumps(instance_config(4, {})))")
+    proc = subprocess.run([str(DAGSTER_BIN / "python"), "-c", script],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_every_value_sits_under_a_key_the_chart_reads() -> None:
+    values = yaml.safe_load(VALUES.read_text())
+    assert unread(values, CHART) == []
+    # a limit under a key of our own invention is found
+    assert unread({"dagsterInstance": {"concurrency": {"pools": {"default_limit": 4}}}},
+                  CHART) == [".dagsterInstance"]
+    assert unread({"concurrency": {"pools": {"default_limit": 4}}},
+                  CHART) == [".concurrency.pools.default_limit"]
+
+
+def test_the_chart_writes_the_limits_fleet_sh_writes() -> None:
+    rendered = render(yaml.safe_load(VALUES.read_text()))
+    fleet = fleet_instance()
+    assert rendered["concurrency"] == fleet["concurrency"]
+    assert rendered["run_retries"] == {k: v for k, v in fleet["run_retries"].items()}
+    assert rendered["run_monitoring"]["enabled"] is True
+    assert rendered["run_monitoring"]["max_resume_run_attempts"] == 0
+    # values that leave `enabled` out write no concurrency at all: no limit, no pool
+    assert "concurrency" not in render({"concurrency": {"pools": {"defaultLimit": 4}}})
