@@ -264,7 +264,8 @@ def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float,
     marks: dict[str, str] = {}
     try:  # what the run left: its report lacks it when a database went away meanwhile
         with psycopg.connect(**warehouse(os.environ), autocommit=True) as con:
-            tables = table_facts(con, tenant.schema)
+            tables = table_facts(con, tenant.schema, [name for name, count in
+                                                      tally.written.items() if count])
         marks = bookmarks(state, tenant.id)
     except psycopg.Error as exc:
         log.warning(f"the tables' row counts or bookmarks could not be read: {exc}".strip())

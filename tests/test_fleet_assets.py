@@ -67,10 +67,11 @@ def bookmarked(cluster: Cluster, account: str) -> set[str]:
     return set(state["singer_state"]["bookmarks"])
 
 
-def account(server: FakeServer, cluster: Cluster, tmp_path: Path, schema: str,
+def account(server: FakeServer, cluster: Cluster, tmp_path: Path, ident: str,
             **settings: t.Any) -> dict[str, str]:
-    """fleet.sh's environment for one account `acme`, registered as a partition."""
-    tenants = [{"id": "acme", "schema": schema, "settings": {
+    """fleet.sh's environment for one account, registered as a partition. Its id names its
+    state in the shared cluster: one per test."""
+    tenants = [{"id": ident, "schema": f"assets_{ident}", "settings": {
         "base_url": server.url, "api_key": "${ACME_KEY}", "page_size": 25,
         "backoff_factor": 0, **settings}}]
     env = fleet_env(tmp_path, tenants, cluster, ACME_KEY=server.api.api_key)
@@ -79,10 +80,11 @@ def account(server: FakeServer, cluster: Cluster, tmp_path: Path, schema: str,
     return env
 
 
-def materialize(env: dict[str, str], tables: t.Iterable[str]) -> subprocess.CompletedProcess:
+def materialize(env: dict[str, str], ident: str, tables: t.Iterable[str]
+                ) -> subprocess.CompletedProcess:
     selection = ",".join(f"tap_analytics/{name}" for name in tables)
     proc = subprocess.run([str(DAGSTER), "asset", "materialize", "-m", "orchestrate",
-                           "--select", selection, "--partition", "acme"], env=env, cwd=ROOT,
+                           "--select", selection, "--partition", ident], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     OUTPUTS.extend([proc.stdout, proc.stderr])
     return proc
@@ -90,35 +92,37 @@ def materialize(env: dict[str, str], tables: t.Iterable[str]) -> subprocess.Comp
 
 def test_two_tables_of_one_account_load_alone_then_every_table(
         server: FakeServer, cluster: Cluster, tmp_path: Path) -> None:
-    env = account(server, cluster, tmp_path, "assets_acme")
-    proc = materialize(env, TWO)
+    env = account(server, cluster, tmp_path, "subset")
+    proc = materialize(env, "subset", TWO)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert tables_of(cluster, "assets_acme") == set(TWO)
+    assert tables_of(cluster, "assets_subset") == set(TWO)
     expected = server.ids()
     for name in TWO:
-        assert set(table_keys(cluster, "assets_acme", name)) == expected[name], name
-    assert bookmarked(cluster, "acme") == set(TWO)
+        assert set(table_keys(cluster, "assets_subset", name)) == expected[name], name
+    assert bookmarked(cluster, "subset") == set(TWO)
 
     events = dagster_events(env)
     assert set(events) == {f"tap_analytics/{name}" for name in TWO}
     for name in TWO:
         entry = events[f"tap_analytics/{name}"]
         metadata = entry["metadata"]
-        assert entry["partition"] == "acme"
+        assert entry["partition"] == "subset"
         assert metadata["dagster/partition_row_count"] == len(expected[name]), name
         assert metadata["rows_read"] == metadata["rows_written"] == len(expected[name]), name
-        assert metadata["dagster/table_name"] == f"assets_acme.{name}"
+        assert metadata["dagster/table_name"] == f"assets_subset.{name}"
         assert {"id", "updated_at"} <= set(metadata["dagster/column_schema"])
         assert metadata["bookmark"] == max(r["updated_at"]
                                            for r in server.api.data.tables[name])
-        assert entry["checks"]["key_unique"][0] is True, entry["checks"]
-        assert entry["checks"]["api_total"][0] is True, entry["checks"]
+        passed, facts = entry["checks"]["exact"]
+        assert passed is True, entry["checks"]
+        assert facts["primary_key"] == "id"
+        assert facts["read"] == facts["announced"] == len(expected[name])
 
-    every = fleet(env, "acme")
+    every = fleet(env, "subset")
     assert every.returncode == 0, every.stderr[-3000:]
-    assert lines_by_tenant(every.stdout)["acme"].startswith("landed: ")
-    assert_tables_equal_server(cluster, "assets_acme", server)
-    assert bookmarked(cluster, "acme") >= set(TWO) | {"companies", "peoples"}
+    assert lines_by_tenant(every.stdout)["subset"].startswith("landed: ")
+    assert_tables_equal_server(cluster, "assets_subset", server)
+    assert bookmarked(cluster, "subset") >= set(TWO) | {"companies", "peoples"}
     events = dagster_events(env)
     assert set(events) == {f"tap_analytics/{name}" for name in KEYS}
 
@@ -129,9 +133,9 @@ def test_a_failed_table_does_not_hide_the_tables_that_landed(
     and contacts land, conversations is refused (403), teams never starts. The run fails
     with the refused stream's line; the two that landed are materialized with their
     checks, the others are not."""
-    env = account(server, cluster, tmp_path, "failing_acme", max_concurrency=1)
+    env = account(server, cluster, tmp_path, "refused", max_concurrency=1)
     server.faults({"path": "/v1/conversations", "kind": "403", "times": -1})
-    proc = materialize(env, ("agents_overview", "contacts", "conversations", "teams"))
+    proc = materialize(env, "refused", ("agents_overview", "contacts", "conversations", "teams"))
     assert proc.returncode != 0
     assert "conversations: GET /v1/conversations answered 403" in proc.stdout + proc.stderr
     events = dagster_events(env)
@@ -141,9 +145,9 @@ def test_a_failed_table_does_not_hide_the_tables_that_landed(
     for name in landed:
         entry = events[f"tap_analytics/{name}"]
         assert entry["metadata"]["dagster/partition_row_count"] == len(expected[name])
-        assert entry["checks"]["key_unique"][0] is True
-        assert set(table_keys(cluster, "failing_acme", name)) == expected[name]
-    assert tables_of(cluster, "failing_acme") == landed
+        assert entry["checks"]["exact"][0] is True
+        assert set(table_keys(cluster, "assets_refused", name)) == expected[name]
+    assert tables_of(cluster, "assets_refused") == landed
 
 
 INSTANCE = """
