@@ -77,8 +77,7 @@ def build_tenant_sync(translator: TableTranslator | None = None,
 
     @dg.multi_asset(
         name="tenant_sync", specs=list(specs.values()), can_subset=True,
-        check_specs=[c for name, spec in specs.items() for c in table_checks(info[name],
-                                                                              spec.key)],
+        check_specs=[c for spec in specs.values() for c in table_checks(spec.key, TENANTS)],
         partitions_def=TENANTS, pool=POOL,
         retry_policy=dg.RetryPolicy(max_retries=int(_number("TAP_ANALYTICS_FLEET_RETRIES", 2)),
                                     delay=_number("TAP_ANALYTICS_FLEET_RETRY_DELAY", 60),

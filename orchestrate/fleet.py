@@ -49,9 +49,7 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
     (`orchestrate.launcher`); runs re-executed when their worker died (a kill, a node
     lost); storage in PostgreSQL when the user names one (`TAP_ANALYTICS_FLEET_DAGSTER_DB`,
     a postgresql:// URL, read from the environment by Dagster), as the Helm chart keeps
-    it; else SQLite files in the instance's folder. `TAP_ANALYTICS_FLEET_LAUNCHER=default`:
-    Dagster's own launcher instead of the warm one (a new process per run, as a Kubernetes
-    run pod starts: the cold path)."""
+    it; else SQLite files in the instance's folder."""
     config: dict[str, t.Any] = {
         "run_launcher": {"module": "orchestrate.launcher", "class": "WarmRunLauncher"},
         "run_coordinator": {"module": "dagster.core.run_coordinator",
@@ -76,11 +74,6 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
         "freshness": {"enabled": False},
         "auto_materialize": {"enabled": False, "use_sensors": False},
     }
-    launcher = (environ.get("TAP_ANALYTICS_FLEET_LAUNCHER") or "warm").strip().lower()
-    if launcher == "default":
-        config["run_launcher"] = {"module": "dagster", "class": "DefaultRunLauncher"}
-    elif launcher != "warm":
-        raise ValueError(f"TAP_ANALYTICS_FLEET_LAUNCHER={launcher!r}: expected warm or default")
     if environ.get(DAGSTER_DB):
         config["storage"] = {"postgres": {"postgres_url": {"env": DAGSTER_DB}}}
     return config

@@ -195,7 +195,7 @@ class Outcome:
 
     @property
     def counts(self) -> dict[str, int]:
-        """Rows per table (PostgreSQL's statistics)."""
+        """Rows per table (PostgreSQL's catalog, `run_report.table_facts`)."""
         return {name: facts.rows or 0 for name, facts in self.tables.items()}
 
 

@@ -22,8 +22,10 @@ if t.TYPE_CHECKING:
 CHECK = "exact"
 
 
-def table_checks(table: Table, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(CHECK, asset=key, description=(
+def table_checks(key: dg.AssetKey, partitions: dg.PartitionsDefinition
+                 ) -> list[dg.AssetCheckSpec]:
+    """The table's check, evaluated per account (partition) in the account's run."""
+    return [dg.AssetCheckSpec(CHECK, asset=key, partitions_def=partitions, description=(
         "Nothing duplicated on the stream's key: the table's primary key is that key, so "
         "PostgreSQL refuses a duplicate (read from its catalog: no scan). Nothing lost: "
         "where the API announced a `total`, the run read every record it announced (only "

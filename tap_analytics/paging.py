@@ -136,7 +136,7 @@ class PagedListing:
         for future in ahead.values():
             future.cancel()
         if announced is not None and context is None:
-            # read by the orchestrator (orchestrate/run_report.py): its `api_total` check
+            # read by the orchestrator (orchestrate/run_report.py): its `exact` check
             self.logger.info("%s: listing read, %d records of the %d the API announced",
                              self.name, read, announced)
 

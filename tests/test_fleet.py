@@ -69,17 +69,12 @@ def lines_by_tenant(stdout: str) -> dict[str, str]:
     return dict(line.split(": ", 1) for line in stdout.splitlines() if ": " in line)
 
 
-@pytest.mark.parametrize("launcher", ["warm", "default"])
 def test_fleet_lands_every_account_alone_twice(fleet_servers: dict[str, FakeServer],
-                                               cluster: Cluster, tmp_path: Path,
-                                               launcher: str) -> None:
-    """Warm (the run workers forked) and cold (Dagster's own launcher: a new process per
-    run, as a Kubernetes run pod starts)."""
+                                               cluster: Cluster, tmp_path: Path) -> None:
     tenants = [{"id": name, "schema": f"fleet_{name}", "settings": {
         "base_url": server.url, "api_key": f"${{{name.upper()}_KEY}}", "page_size": 50,
         "backoff_factor": 0}} for name, server in fleet_servers.items()]
     env = fleet_env(tmp_path, tenants, cluster, TAP_ANALYTICS_FLEET_RETRY_DELAY="0.1",
-                    TAP_ANALYTICS_FLEET_LAUNCHER=launcher,
                     # would change every account if the orchestrator's environment leaked
                     TAP_ANALYTICS_PAGE_SIZE="7", TAP_ANALYTICS_API_KEY="acme-key-07x",
                     **{f"{name.upper()}_KEY": s.api.api_key
