@@ -193,11 +193,6 @@ class Outcome:
     tables: dict[str, TableFacts] = field(default_factory=dict)  # the schema's tables
     bookmarks: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def counts(self) -> dict[str, int]:
-        """Rows per table (PostgreSQL's catalog, `run_report.table_facts`)."""
-        return {name: facts.rows or 0 for name, facts in self.tables.items()}
-
 
 def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "",
          streams: t.Collection[str] | None = None) -> Outcome:

@@ -25,7 +25,6 @@ CATALOG = ROOT / "catalog" / "tap-analytics.json"
 class Table:
     name: str  # the stream's name, the table's name in each account's schema
     key: tuple[str, ...]
-    replication_key: str | None
     columns: tuple[tuple[str, str], ...]  # (name, JSON Schema type) of the declared fields
     declared: bool = False  # a user-declared resource: not every account has it
 
@@ -39,11 +38,9 @@ def _catalog_tables(path: Path) -> tuple[Table, ...]:
 def _table(stream: t.Mapping[str, t.Any]) -> Table:
     top = next((m["metadata"] for m in stream.get("metadata", []) if not m["breadcrumb"]), {})
     key = tuple(stream.get("key_properties") or top.get("table-key-properties") or ())
-    replication = stream.get("replication_key") or (top.get("valid-replication-keys") or
-                                                    [None])[0]
     columns = tuple((name, column_type(spec))
                     for name, spec in stream["schema"].get("properties", {}).items())
-    return Table(stream["tap_stream_id"], key, replication, columns)
+    return Table(stream["tap_stream_id"], key, columns)
 
 
 def column_type(spec: t.Mapping[str, t.Any]) -> str:
@@ -67,7 +64,7 @@ def declared_resources(tenants: t.Iterable[Tenant]) -> list[Table]:
         for entry in entries if isinstance(entries, list) else []:
             name = entry.get("name") if isinstance(entry, dict) else None
             if isinstance(name, str) and name not in found:
-                found[name] = Table(name, ("id",), None, (), declared=True)
+                found[name] = Table(name, ("id",), (), declared=True)
     return list(found.values())
 
 
