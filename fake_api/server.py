@@ -92,6 +92,7 @@ class FakeAPI:
     cap_every: int = 3
     missing_cursor_seed: int | None = None  # some records' updated_at null, absent or ""
     forbidden: set[str] = field(default_factory=set)
+    gate: threading.Event | None = None  # when given, data requests wait until it is set
     rules: list[Rule] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)
     tokens: dict[str, float] = field(default_factory=dict)
@@ -247,6 +248,8 @@ class Handler(BaseHTTPRequestHandler):
             with api.lock:
                 return self.send_json(200, {k: len(v) for k, v in api.data.all_ids().items()})
         self.record("GET", url.path, query)
+        if api.gate is not None:
+            api.gate.wait(timeout=600)
         if api.latency_ms:
             time.sleep(api.latency_ms / 1000)
         rule = api.fault_for(url.path)
