@@ -43,6 +43,12 @@ REASONS = {302: "Found", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidde
            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
+class Gate(t.Protocol):
+    """What holds requests: a `threading.Event`, or anything that opens on its own terms."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
 @dataclass
 class Rule:
     path: str
@@ -92,7 +98,7 @@ class FakeAPI:
     cap_every: int = 3
     missing_cursor_seed: int | None = None  # some records' updated_at null, absent or ""
     forbidden: set[str] = field(default_factory=set)
-    gate: threading.Event | None = None  # when given, data requests wait until it is set
+    gate: Gate | None = None  # when given, every data request waits on it
     rules: list[Rule] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)
     tokens: dict[str, float] = field(default_factory=dict)

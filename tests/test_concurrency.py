@@ -220,8 +220,26 @@ def test_a_whole_sync_side_by_side_equals_one_after_another(faults: str) -> None
     assert side_by_side.last_state == sequential.last_state
 
 
+class OpenAt:
+    """A gate for the fake API that opens once `n` requests wait on it at once (or each
+    waiter's `patience` runs out): whether n are ever in flight does not hang on timing."""
+
+    def __init__(self, n: int, patience: float = 20) -> None:
+        self.n, self.patience, self.waiting, self.open = n, patience, 0, False
+        self.cond = threading.Condition()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        with self.cond:
+            self.waiting += 1
+            if self.waiting >= self.n:
+                self.open = True
+                self.cond.notify_all()
+            return self.cond.wait_for(lambda: self.open, self.patience)
+
+
 def test_budget_bounds_requests_in_flight_across_streams() -> None:
     fake = start_server(scale=300, segments=20, segment_size=30, latency_ms=15)
+    fake.api.gate = OpenAt(5)
     try:
         from tap_analytics.tap import TapAnalytics
 
