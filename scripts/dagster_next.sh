@@ -20,7 +20,7 @@ grep -v -E '^(dagster|dagster-webserver|dagster-postgres)==' orchestrate/require
 VERSION=$("$VENV/bin/python" -c "from importlib.metadata import version; print(version('dagster'))")
 echo "==> dagster $VERSION (newest allowed by '$WIDENED')"
 if TAP_ANALYTICS_DAGSTER_VENV=$VENV .venv/bin/pytest -q -p no:cacheprovider \
-    tests/test_tenants.py tests/test_helm_values.py tests/test_fleet_assets.py \
+    tests/test_tenants.py tests/test_helm_values.py tests/test_fleet_assets.py tests/test_fleet_cold.py \
     "tests/test_fleet.py::test_fleet_lands_every_account_alone_twice"; then
   echo "dagster-next: dagster $VERSION PASSES the fleet's tests"
 else
