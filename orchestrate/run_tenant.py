@@ -33,7 +33,14 @@ from orchestrate.account_lock import AccountBusy, account_lock, when_busy
 from orchestrate.process_group import meltano_process
 from orchestrate.reasons import failure_reason
 from orchestrate.run_report import TableFacts, Tally, bookmarks, table_facts
-from orchestrate.tenants import PREFIX, ROOT, Tenant, TenantError, tenant_by_id
+from orchestrate.tenants import (
+    PREFIX,
+    ROOT,
+    Tenant,
+    TenantError,
+    resource_entries,
+    tenant_by_id,
+)
 
 STATE_SCHEMA = "meltano"
 DEFAULT_MAX_RUNTIME = 4 * 3600  # seconds: a run that hangs gives its slot back
@@ -194,6 +201,28 @@ class Outcome:
     bookmarks: dict[str, str] = field(default_factory=dict)
 
 
+def declare_only(env: dict[str, str], streams: t.Collection[str]) -> None:
+    """A subset's run declares only the resources it selects (and the declared parents they
+    read from): a declared resource the shipped catalog does not list is synced whenever
+    declared (the tap's fallback), so Meltano's select filter cannot leave it out."""
+    name = PREFIX + "RESOURCES"
+    entries = resource_entries(env.get(name))
+    if not entries:
+        return
+    by_name = {entry.get("name"): entry for entry in entries}
+    keep: set[str] = set()
+    todo = [stream for stream in streams if stream in by_name]
+    while todo:
+        stream = todo.pop()
+        if stream not in keep:
+            keep.add(stream)
+            endpoint = by_name[stream].get("endpoint")
+            params = endpoint.get("params") or {} if isinstance(endpoint, dict) else {}
+            todo += [p["resource"] for p in params.values() if isinstance(p, dict)
+                     and p.get("type") == "resolve" and p.get("resource") in by_name]
+    env[name] = json.dumps([entry for entry in entries if entry.get("name") in keep])
+
+
 def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "",
          streams: t.Collection[str] | None = None) -> Outcome:
     """One account's sync: every stream, or only `streams` (the others' tables and
@@ -207,6 +236,7 @@ def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "",
         refuse_shared_settings(project_dir())
         if streams is not None:  # applied by Meltano to the shipped catalog too
             env["TAP_ANALYTICS__SELECT_FILTER"] = json.dumps(sorted(streams))
+            declare_only(env, streams)
         busy = when_busy(os.environ)
     except (TenantError, ValueError) as exc:
         return Outcome(failed=str(exc))

@@ -16,7 +16,7 @@ import typing as t
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrate.tenants import ROOT, Tenant
+from orchestrate.tenants import ROOT, Tenant, resource_entries
 
 CATALOG = ROOT / "catalog" / "tap-analytics.json"
 
@@ -52,19 +52,14 @@ def column_type(spec: t.Mapping[str, t.Any]) -> str:
 
 
 def declared_resources(tenants: t.Iterable[Tenant]) -> list[Table]:
-    """The resources some account declares (`resources` setting: a list, or its JSON)."""
+    """The resources some account declares (its `resources` setting)."""
     found: dict[str, Table] = {}
     for tenant in tenants:
-        entries = tenant.settings.get("resources") or []
-        if isinstance(entries, str):
-            try:
-                entries = json.loads(entries)
-            except ValueError:
-                continue  # the tap refuses it with its own line when the account runs
-        for entry in entries if isinstance(entries, list) else []:
-            name = entry.get("name") if isinstance(entry, dict) else None
+        for entry in resource_entries(tenant.settings.get("resources")):
+            name, key = entry.get("name"), entry.get("primary_key") or "id"
             if isinstance(name, str) and name not in found:
-                found[name] = Table(name, ("id",), (), declared=True)
+                found[name] = Table(name, (key,) if isinstance(key, str) else tuple(key), (),
+                                    declared=True)
     return list(found.values())
 
 

@@ -38,6 +38,17 @@ PREFIX = "TAP_ANALYTICS_"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where installed
 
 
+def resource_entries(value: t.Any) -> list[dict]:
+    """The entries of a `resources` setting (a list, or its JSON); none when it cannot be
+    read (the tap refuses it with its own line when the account runs)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return []
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+
+
 class TenantError(ValueError):
     """A tenants file or entry that cannot be used; the message is one line, no secret."""
 

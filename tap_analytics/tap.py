@@ -120,6 +120,7 @@ class TapAnalytics(Tap):
         self._set_compatible_replication_methods()
         if self.state:
             self.state_writer.write_state(self.state)
+        self._select_declared_outside_catalog()
         streams = [s for s in self.streams.values()
                    if (s.selected or s.has_selected_descendents) and not s.parent_stream_type]
         for stream in self.streams.values():
@@ -131,6 +132,24 @@ class TapAnalytics(Tap):
             self.state_writer.write_state(self.state)
         for stream in self.streams.values():
             stream.log_sync_costs()
+
+    def _select_declared_outside_catalog(self) -> None:
+        """A declared resource the input catalog does not list is synced, with a warning.
+
+        The SDK leaves a stream out of a catalog unselected; but a catalog made before a
+        resource was declared (Meltano's `catalog:` extra, the fleet's shipped one) would then
+        drop that resource's every record without a word. Declaring it is the selection;
+        listing it in the catalog puts it under the catalog's `selected` again."""
+        catalog = self.input_catalog
+        if catalog is None:
+            return
+        for stream in self.streams.values():
+            if stream.resource in BUILTIN_RESOURCES or catalog.get_stream(stream.name):
+                continue
+            stream.selected = True
+            self.logger.warning(
+                "resource %r is declared but not in the catalog: synced with its declared "
+                "fields (add it to the catalog to select or deselect it there)", stream.name)
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name

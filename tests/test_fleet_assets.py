@@ -21,6 +21,10 @@ from tests.test_postgres import KEYS, assert_tables_equal_server, table_keys
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 DAGSTER = DAGSTER_BIN / "dagster"
 TWO = ("contacts", "conversations")
+DECLARED = {"name": "resource_name", "primary_key": "id", "endpoint": {
+    "path": "/v1/resource", "data_selector": "data", "paginator": {
+        "type": "cursor", "limit": 100, "cursor_param": "after",
+        "cursor_path": "paging.next.after"}}}
 # what the instance holds: each table's latest materialization and its checks' results
 EVENTS = """
 import json, dagster as dg
@@ -92,7 +96,9 @@ def materialize(env: dict[str, str], ident: str, tables: t.Iterable[str]
 
 def test_two_tables_of_one_account_load_alone_then_every_table(
         server: FakeServer, cluster: Cluster, tmp_path: Path) -> None:
-    env = account(server, cluster, tmp_path, "subset")
+    """With a declared resource too: it stays out of the subset, and lands with the rest
+    (the shipped catalog does not list it)."""
+    env = account(server, cluster, tmp_path, "subset", resources=[DECLARED])
     proc = materialize(env, "subset", TWO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert tables_of(cluster, "assets_subset") == set(TWO)
@@ -121,10 +127,13 @@ def test_two_tables_of_one_account_load_alone_then_every_table(
     every = fleet(env, "subset")
     assert every.returncode == 0, every.stderr[-3000:]
     assert lines_by_tenant(every.stdout)["subset"].startswith("landed: ")
-    assert_tables_equal_server(cluster, "assets_subset", server)
+    assert_tables_equal_server(cluster, "assets_subset", server, {"resource_name": "resource"})
     assert bookmarked(cluster, "subset") >= set(TWO) | {"companies", "peoples"}
     events = dagster_events(env)
-    assert set(events) == {f"tap_analytics/{name}" for name in KEYS}
+    assert set(events) == {f"tap_analytics/{name}" for name in [*KEYS, "resource_name"]}
+    declared = events["tap_analytics/resource_name"]
+    assert declared["metadata"]["dagster/partition_row_count"] == len(expected["resource"])
+    assert declared["checks"]["exact"][0] is True, declared["checks"]
 
 
 def test_a_failed_table_does_not_hide_the_tables_that_landed(

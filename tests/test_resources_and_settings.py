@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tap_analytics.resources import Resource, ResourceError, normalize_path, parse_resources
 from tap_analytics.settings import ConfigError, parse_settings
 from tap_analytics.streams import BUILTIN_STREAMS
-from tests.helpers import run_cli
+from tests.helpers import catalog_selecting, config_for, run_cli
 
 BUILTIN = [cls.resource.name for cls in BUILTIN_STREAMS]
 SEED_003 = {"name": "resource_name",
@@ -125,3 +128,24 @@ def test_cli_bad_resource_entry(server) -> None:
     assert out.returncode != 0
     assert "setting 'resources'[0]: paginator type 'pages'" in out.stderr
     assert server.requests() == []
+
+
+def test_a_declared_resource_the_catalog_does_not_list_is_synced_with_a_warning(
+        server) -> None:
+    """Meltano's `catalog:` extra hands the tap the shipped catalog, made before any resource
+    was declared: the SDK would leave the resource unselected and drop every record of it
+    without a word. Listed in the catalog, it is the catalog's to select again."""
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "catalog"
+                          / "tap-analytics.json").read_text())
+    config = config_for(server, resources=[SEED_003])
+    out = run_cli(config, catalog=shipped)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(out.keys("resource_name", ("id",))) == len(server.ids()["resource"])
+    assert set(out.keys("resource_name", ("id",))) == server.ids()["resource"]
+    assert set(BUILTIN) <= set(out.records)
+    assert "resource 'resource_name' is declared but not in the catalog" in out.stderr
+
+    listed = run_cli(config, catalog=catalog_selecting(config, BUILTIN))
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "resource_name" not in listed.records
+    assert "declared but not in the catalog" not in listed.stderr
