@@ -100,7 +100,7 @@ def build_tenant_sync(translator: TableTranslator | None = None,
                 raise dg.Failure(description=f"{tenant}: terminated",
                                  allow_retries=False) from None
             raise
-        yield from table_results(outcome, selected, info, specs)
+        yield from table_results(outcome, tenant, selected, info, specs)
         if outcome.failed is not None:
             # the tap's own line is the reason; a wrong key or access is not retried
             raise dg.Failure(description=f"{tenant}: {outcome.failed}",

@@ -53,7 +53,10 @@ with dg.DagsterInstance.get() as instance:
                     entry = tables.setdefault(
                         f"{data.asset_key.to_user_string()} {data.partition}", {})
                     entry["exact"] = data.passed
+    materialized = {name.split(" ")[0]: sorted(instance.get_materialized_partitions(
+        dg.AssetKey.from_user_string(name.split(" ")[0]))) for name in tables}
     print(json.dumps({"launcher": type(instance.run_launcher).__name__,
+                      "materialized": materialized,
                       "runs": sorted((r.tags["dagster/partition"], r.status.value) for r in runs),
                       "tables": tables}))
 """
@@ -139,3 +142,5 @@ def test_a_daemon_beside_a_code_server_lands_every_account(
         for name in KEYS:
             entry = report["tables"][f"tap_analytics/{name} {ident}"]
             assert entry == {"rows": len(expected[name]), "exact": True}, (name, ident, entry)
+    # Dagster's own partition status (what the UI shows) counts both accounts of every table
+    assert report["materialized"] == {f"tap_analytics/{name}": list(IDS) for name in KEYS}
