@@ -106,8 +106,17 @@ def run_pipes(label: str, servers: list, cluster: Cluster, at_once: int, tmp: Pa
                     f"bash -o pipefail -c CMD < {script}"], dict(os.environ), profile)
 
 
+def dagster_db(cluster: Cluster, label: str) -> dict[str, str]:
+    """A fresh database for Dagster's storage in the warehouse's cluster."""
+    database = f"dagster_{label}"
+    with cluster.connect() as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    return {"TAP_ANALYTICS_FLEET_DAGSTER_DB":
+            f"postgresql://{cluster.user}@127.0.0.1:{cluster.port}/{database}"}
+
+
 def run_fleet(label: str, servers: list, cluster: Cluster, at_once: int, tmp: Path,
-              catalog: Path, profile: bool) -> Measured:
+              catalog: Path, profile: bool, storage: str) -> Measured:
     ids = [f"{label}_fleet_{i}" for i in range(len(servers))]
     tenants = [{"id": ident, "settings": {"base_url": s.url, "api_key": f"${{KEY_{i}}}",
                                           "page_size": 100}}
@@ -117,6 +126,7 @@ def run_fleet(label: str, servers: list, cluster: Cluster, at_once: int, tmp: Pa
     env = {**os.environ, **warehouse_env(cluster), "TAP_ANALYTICS_TENANTS": str(path),
            "DAGSTER_HOME": str(tmp / "dagster"), "TAP_ANALYTICS_FLEET_CONCURRENCY": str(at_once),
            "TAP_ANALYTICS_FLEET_CATALOG": str(catalog),
+           **(dagster_db(cluster, label) if storage == "postgres" else {}),
            **{f"KEY_{i}": s.api.api_key for i, s in enumerate(servers)}}
     return measure(["bash", str(ROOT / "scripts" / "fleet.sh")], env, profile)
 
@@ -137,6 +147,9 @@ def main() -> None:
                         help="each case this many times, pipe and fleet in turn; the round "
                              "with the median ratio is printed (the machine is noisy)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--dagster-storage", choices=["sqlite", "postgres"], default="sqlite",
+                        help="the fleet's Dagster storage (postgres: a fresh database per "
+                             "round in the warehouse's cluster)")
     args = parser.parse_args()
     subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh"), "--dagster"], check=True,
                    stdout=subprocess.DEVNULL)
@@ -169,7 +182,8 @@ def main() -> None:
                                                  tap_config, target_config, catalog,
                                                  args.profile)
                                 fleet = run_fleet(label, servers, cluster, at_once, tmp,
-                                                  catalog, args.profile)
+                                                  catalog, args.profile,
+                                                  args.dagster_storage)
                                 rounds.append((fleet.cpu / pipe.cpu, pipe, fleet))
                                 print(f"{label}: pipe {pipe.cpu / args.accounts:.2f} s, "
                                       f"fleet {fleet.cpu / args.accounts:.2f} s CPU per "
