@@ -41,14 +41,16 @@ def program(argv: list[str], comm: str) -> str:
     text = " ".join(words)
     if comm == "meltano":  # a warm `meltano run`: a fork of the run worker, renamed
         return "meltano"
+    if "multiprocessing" in text:  # its preload names the program that launches runs
+        return "dagster run worker"  # and the fork server they are forked from
     if "orchestrate.fleet" in text or "fleet.sh" in text:
         return "fleet.sh (Dagster's daemon, the backfill, the wait)"
     if "dagster-daemon" in text:
         return "dagster-daemon"
     if "dagster" in text and " api grpc" in text:
         return "dagster code server"
-    if "multiprocessing" in text or "execute_run" in text:
-        return "dagster run worker"  # and the fork server they are forked from
+    if "execute_run" in text:
+        return "dagster run worker"
     if "dagster" in text and " job backfill" in text:
         return "dagster backfill (CLI)"
     if "-m" in words[:-1]:

@@ -21,7 +21,7 @@ from datetime import timedelta
 import dagster as dg
 
 from orchestrate.run_tenant import sync
-from orchestrate.table_results import column_schema, table_checks, table_results
+from orchestrate.table_results import Run, column_schema, table_checks, table_results
 from orchestrate.tables import Table, TableTranslator, tables
 from orchestrate.tenants import Tenant, TenantError, load_tenants, tenant_by_id, tenants_file
 
@@ -100,7 +100,8 @@ def build_tenant_sync(translator: TableTranslator | None = None,
                 raise dg.Failure(description=f"{tenant}: terminated",
                                  allow_retries=False) from None
             raise
-        yield from table_results(outcome, tenant, selected, info, specs)
+        run = Run(context.instance, context.run_id, tenant, context.selected_asset_check_keys)
+        yield from table_results(outcome, run, selected, info, specs)
         if outcome.failed is not None:
             # the tap's own line is the reason; a wrong key or access is not retried
             raise dg.Failure(description=f"{tenant}: {outcome.failed}",

@@ -12,6 +12,9 @@ import time
 import typing as t
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 
 from orchestrate.run_report import TableFacts
 from orchestrate.tables import Table
@@ -37,29 +40,69 @@ def column_schema(table: Table) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in table.columns])
 
 
-def table_results(outcome: Outcome, partition: str, selected: t.Sequence[str],
+class Run(t.NamedTuple):
+    """Where the events go: the run's instance and id, the account, the checks selected."""
+
+    instance: dg.DagsterInstance
+    run_id: str
+    partition: str
+    checks: t.AbstractSet[dg.AssetCheckKey]
+
+
+def table_results(outcome: Outcome, run: Run, selected: t.Sequence[str],
                   tables: t.Mapping[str, Table], specs: t.Mapping[str, dg.AssetSpec]
-                  ) -> t.Iterator[dg.AssetMaterialization | dg.AssetCheckResult]:
-    """A table's materialization is an `AssetMaterialization` event rather than its output
-    (`MaterializeResult`): the same record in Dagster's event log, without the STEP_OUTPUT
-    event an output adds (nothing downstream reads the output: the rows are in PostgreSQL),
-    about a fifth of a run's events. Its outputs are optional (`can_subset`)."""
+                  ) -> t.Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+    """Each landed table's materialization, then its check's evaluation.
+
+    Both are events, not outputs (`MaterializeResult`, `AssetCheckResult`): the same records
+    in Dagster's event log without a STEP_OUTPUT event per table and per check (nothing
+    downstream reads an output: the rows are in PostgreSQL), and each check names the
+    materialization it judged from one query for all tables, where an `AssetCheckResult`
+    makes one per check. Outputs are optional here (`can_subset`)."""
     tally = outcome.tally
     if tally is None:  # the run never started (a bad tenant entry, a busy account)
         return
     failed = outcome.failed is not None
+    landed = [name for name in selected
+              if (tally.ended.get(name) is not None or name in outcome.tables)  # its stream
+              and tally.landed(name, failed)]
     synced_at = time.time()
-    for name in selected:
-        if tally.ended.get(name) is None and name not in outcome.tables:
-            continue  # not a stream of this account (a resource it does not declare)
-        if not tally.landed(name, failed):
-            continue
-        key = specs[name].key
-        facts = outcome.tables.get(name, TableFacts(0, ()))
-        yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata={
-            **_metadata(outcome, tables[name], facts, synced_at),
+    facts = {name: outcome.tables.get(name, TableFacts(0, ())) for name in landed}
+    for name in landed:
+        yield dg.AssetMaterialization(asset_key=specs[name].key, partition=run.partition,
+                                      metadata={
+            **_metadata(outcome, tables[name], facts[name], synced_at),
             "rows_read": tally.read.get(name, 0), "rows_written": tally.written.get(name, 0)})
-        yield _check(key, tables[name], facts, tally.announced.get(name))
+    checked = [name for name in landed
+               if dg.AssetCheckKey(specs[name].key, CHECK) in run.checks]
+    judged = _materializations(run, [specs[name].key for name in checked])
+    for name in checked:
+        key = specs[name].key
+        yield _check(key, tables[name], facts[name], tally.announced.get(name), run.partition,
+                     judged.get(key))
+
+
+def _materializations(run: Run, keys: t.Sequence[dg.AssetKey]
+                      ) -> dict[dg.AssetKey, AssetCheckEvaluationTargetMaterializationData]:
+    """The materialization of each asset this run just stored for its account: what its check
+    judged (the asset's newest, unless another account's run stored one since; then
+    looked up by partition)."""
+    found = {}
+    for record in run.instance.get_asset_records(list(keys)) if keys else ():
+        newest = record.asset_entry.last_materialization_record
+        if newest is not None and newest.run_id == run.run_id \
+                and newest.partition_key == run.partition:
+            found[record.asset_entry.asset_key] = newest
+    for key in keys:
+        if key not in found:
+            records = run.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=key, asset_partitions=[run.partition]),
+                limit=1).records
+            if records:
+                found[key] = records[0]
+    return {key: AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp)
+        for key, record in found.items()}
 
 
 def _metadata(outcome: Outcome, table: Table, facts: TableFacts,
@@ -90,7 +133,9 @@ def _instant(value: str) -> float | None:
 
 
 def _check(key: dg.AssetKey, table: Table, facts: TableFacts,
-           read: tuple[int, int] | None) -> dg.AssetCheckResult:
+           read: tuple[int, int] | None, partition: str,
+           target: AssetCheckEvaluationTargetMaterializationData | None
+           ) -> dg.AssetCheckEvaluation:
     wanted = set(table.key)
     metadata: dict[str, t.Any] = {"key": ", ".join(table.key),
                                   "primary_key": ", ".join(facts.key)}
@@ -100,7 +145,8 @@ def _check(key: dg.AssetKey, table: Table, facts: TableFacts,
     if read is not None:
         metadata.update(read=read[0], announced=read[1])
         complete = read[0] >= read[1]
-    return dg.AssetCheckResult(
+    return dg.AssetCheckEvaluation(
         asset_key=key, check_name=CHECK, passed=keyed and complete, metadata=metadata,
         severity=dg.AssetCheckSeverity.ERROR if not keyed else dg.AssetCheckSeverity.WARN,
-        description=None if keyed else "the table's primary key is not the stream's key")
+        description=None if keyed else "the table's primary key is not the stream's key",
+        partition=partition, target_materialization_data=target, blocking=False)

@@ -44,8 +44,15 @@ with dg.DagsterInstance.get() as instance:
                                          for k, v in m.metadata.items()}
                 else:
                     entry = out.setdefault(data.asset_key.to_user_string(), {"checks": {}})
+                    # the materialization it judged: this run's of that table and account
+                    target = data.target_materialization_data
+                    judged = target is not None and instance.fetch_materializations(
+                        dg.AssetRecordsFilter(asset_key=data.asset_key,
+                                              asset_partitions=[data.partition],
+                                              storage_ids=[target.storage_id]), limit=1).records
                     entry["checks"][data.check_name] = [data.passed, {
-                        k: v.value for k, v in data.metadata.items()}]
+                        k: v.value for k, v in data.metadata.items()},
+                        bool(judged) and judged[0].run_id == run.run_id == target.run_id]
 print(json.dumps(out, default=str))
 """
 
@@ -119,8 +126,9 @@ def test_two_tables_of_one_account_load_alone_then_every_table(
         assert {"id", "updated_at"} <= set(metadata["dagster/column_schema"])
         assert metadata["bookmark"] == max(r["updated_at"]
                                            for r in server.api.data.tables[name])
-        passed, facts = entry["checks"]["exact"]
+        passed, facts, judged_this_run = entry["checks"]["exact"]
         assert passed is True, entry["checks"]
+        assert judged_this_run is True, entry["checks"]
         assert facts["primary_key"] == "id"
         assert facts["read"] == facts["announced"] == len(expected[name])
 
@@ -134,6 +142,7 @@ def test_two_tables_of_one_account_load_alone_then_every_table(
     declared = events["tap_analytics/resource_name"]
     assert declared["metadata"]["dagster/partition_row_count"] == len(expected["resource"])
     assert declared["checks"]["exact"][0] is True, declared["checks"]
+    assert all(entry["checks"]["exact"][2] for entry in events.values()), events
 
 
 def test_a_failed_table_does_not_hide_the_tables_that_landed(

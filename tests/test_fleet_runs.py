@@ -4,18 +4,20 @@ interrupted run stops Meltano, the tap and the target). Real PostgreSQL, real pr
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from orchestrate.account_lock import AccountBusy, account_lock, when_busy
 from orchestrate.process_group import GroupedProcess, _group_alive
 from orchestrate.run_tenant import run_environment
-from tests.pg import ROOT, Cluster
+from tests.pg import DAGSTER_BIN, ROOT, Cluster
 
 HOLD = """
 import sys, time
@@ -132,3 +134,44 @@ def test_an_interrupted_run_stops_its_whole_group_at_once() -> None:
         raise KeyboardInterrupt
     assert proc.returncode == -signal.SIGTERM
     assert not _group_alive(proc.pid)  # the background sleep too
+
+
+PROBE = """
+import multiprocessing, sys
+import probe_dep  # notes the pid of each process that imports it
+from orchestrate import launcher
+STORAGE = ["dagster._core.storage.event_log.sqlite", "dagster._core.storage.runs.sqlite",
+           "alembic", "upath"]
+
+def target(queue):
+    queue.put([name for name in STORAGE if name not in sys.modules])
+
+if __name__ == "__main__":
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(launcher.preload(sys.modules["__main__"]))
+    queue = context.Queue()
+    for _ in range(2):
+        worker = context.Process(target=target, args=(queue,))
+        worker.start()
+        print(queue.get(timeout=60), worker.pid, flush=True)
+        worker.join()
+"""
+
+
+def test_run_workers_start_with_what_they_import_already_loaded(tmp_path: Path) -> None:
+    """A run worker forked by `orchestrate.launcher` finds its instance's storage modules
+    loaded by the fork server, and does not import the launching program's imports again
+    (multiprocessing runs the main module again in each worker)."""
+    (tmp_path / "probe_main.py").write_text(PROBE)
+    (tmp_path / "probe_dep.py").write_text(
+        f"import os\nwith open({str(tmp_path / 'imported')!r}, 'a') as f:\n"
+        "    f.write(f'{os.getpid()}\\n')\n")
+    proc = subprocess.run([str(DAGSTER_BIN / "python"), "-m", "probe_main"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}"},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    workers = [line.rsplit(" ", 1) for line in proc.stdout.splitlines()]
+    assert [missing for missing, _ in workers] == ["[]", "[]"], proc.stdout
+    importers = (tmp_path / "imported").read_text().split()
+    assert len(importers) == 2, importers  # the program and the fork server, no worker
+    assert not {pid for _, pid in workers} & set(importers)
