@@ -57,9 +57,12 @@ PRELOAD = ["dagster", "dagster._cli.api", "dagster._core.storage.sqlite_storage"
 def preload(main: t.Any) -> list[str]:
     """PRELOAD and the launching program's own module: multiprocessing runs it again in
     every worker (as `__mp_main__`), importing what it imports (`fleet.sh`'s imports
-    Dagster's daemon: ~0.25 s of CPU per run) unless the fork server has them already."""
+    Dagster's daemon: ~0.25 s of CPU per run) unless the fork server has them already.
+    A package's `__main__` (`python -m dagster._daemon`, as `dagster dev` starts the
+    daemon) is neither run again in workers nor imported here: importing it runs it."""
     spec = getattr(main, "__spec__", None)
-    return [*PRELOAD, "__main__", *([spec.name] if spec is not None else [])]
+    name = spec.name if spec is not None else "__main__"
+    return [*PRELOAD, "__main__", *([] if name.rpartition(".")[2] == "__main__" else [name])]
 
 
 # what a run worker needs of the daemon's environment beyond what its Meltano gets

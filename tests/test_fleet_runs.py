@@ -175,3 +175,24 @@ def test_run_workers_start_with_what_they_import_already_loaded(tmp_path: Path) 
     importers = (tmp_path / "imported").read_text().split()
     assert len(importers) == 2, importers  # the program and the fork server, no worker
     assert not {pid for _, pid in workers} & set(importers)
+
+
+PRELOADED = """
+import types
+from orchestrate.launcher import PRELOAD, preload
+def main(name):
+    return types.SimpleNamespace(__spec__=types.SimpleNamespace(name=name) if name else None)
+for name in ("orchestrate.fleet", "dagster._daemon.__main__", None):
+    print(preload(main(name))[len(PRELOAD):])
+"""
+
+
+def test_a_package_main_is_never_imported_by_the_fork_server() -> None:
+    """`dagster dev` starts the daemon as `python -m dagster._daemon`: importing its
+    `__main__` runs a daemon, so the fork server must not preload it (multiprocessing does
+    not run it again in workers either). A script's main is loaded by path (`__main__`)."""
+    proc = subprocess.run([str(DAGSTER_BIN / "python"), "-c", PRELOADED], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == [
+        "['__main__', 'orchestrate.fleet']", "['__main__']", "['__main__']"]
