@@ -87,8 +87,10 @@ def _materializations(run: Run, keys: t.Sequence[dg.AssetKey]
     """The materialization of each asset this run just stored for its account: what its check
     judged (the asset's newest, unless another account's run stored one since; then
     looked up by partition)."""
-    found = {}
-    for record in run.instance.get_asset_records(list(keys)) if keys else ():
+    if not keys:
+        return {}
+    found: dict[dg.AssetKey, t.Any] = {}  # EventLogRecord, by asset
+    for record in run.instance.get_asset_records(list(keys)):
         newest = record.asset_entry.last_materialization_record
         if newest is not None and newest.run_id == run.run_id \
                 and newest.partition_key == run.partition:
