@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cap-every", type=int, default=3)
     parser.add_argument("--total-mode", choices=("mixed", "always", "never"), default="mixed",
                         help="which offset listings state their total")
+    parser.add_argument("--total-cap", type=int, default=None,
+                        help="a total that stops counting: it says at most this many records")
     parser.add_argument("--missing-cursor-seed", type=int, default=None,
                         help="some records' updated_at null, absent or empty, from this seed")
     parser.add_argument("--api-key", default="test-key")
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
                   big=big, drift_seed=args.drift_seed, mixed_timestamps=args.mixed_timestamps,
                   api_key=args.api_key, token_ttl=args.token_ttl, latency_ms=args.latency_ms,
                   page_caps=tuple(args.page_cap), cap_every=args.cap_every,
-                  total_mode=args.total_mode, missing_cursor_seed=args.missing_cursor_seed,
+                  total_mode=args.total_mode, total_cap=args.total_cap,
+                  missing_cursor_seed=args.missing_cursor_seed,
                   rules=[Rule(**json.loads(rule)) for rule in args.fault])
     server = serve(api, port=args.port)
     port = server.server_port

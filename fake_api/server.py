@@ -10,7 +10,8 @@ Admin endpoints (no auth) let tests steer it:
   POST /_admin/delete  {"stream", "ids"}          POST /_admin/future  {"stream"}
   POST /_admin/change  {"stream", "updates", "deletes", "inserts"}
   config also takes "page_caps" (pages answer at most that many records, the cap changing
-  every "cap_every" requests to a path) and "total_mode" (mixed, always, never).
+  every "cap_every" requests to a path), "total_mode" (mixed, always, never) and
+  "total_cap" (a `total` that stops counting: it says at most that many records).
 A fault rule: {"path": "/v1/contacts", "kind": "503", "times": 1, "after": 0,
                "retry_after": "0"} ("date:2": an HTTP-date 2 s ahead);
 kinds: 429 500 502 503 504 401 403 404 drop timeout nonjson truncated wrongshape empty;
@@ -92,6 +93,7 @@ class FakeAPI:
     token_ttl: int = 3600
     latency_ms: float = 0.0
     total_mode: str = "mixed"  # mixed | always | never
+    total_cap: int | None = None  # the `total` stops counting there (it says at most this)
     # a page cap below `limit`, as real APIs keep without saying: the n-th request to a path
     # answers at most page_caps[(n // cap_every) % len(page_caps)] records (empty: no cap)
     page_caps: tuple[int, ...] = ()
@@ -210,7 +212,7 @@ class Handler(BaseHTTPRequestHandler):
             if url.path == "/_admin/config":
                 if "page_caps" in args:
                     api.page_caps = tuple(args["page_caps"])
-                for key in ("latency_ms", "token_ttl", "total_mode", "cap_every"):
+                for key in ("latency_ms", "token_ttl", "total_mode", "cap_every", "total_cap"):
                     if key in args:
                         setattr(api, key, args[key])
                 if "forbidden" in args:
@@ -371,7 +373,8 @@ class Handler(BaseHTTPRequestHandler):
             return {"paging": {"next": {"after": cursor}}}
         mode = self.api.total_mode
         if mode == "always" or (mode == "mixed" and name in TOTAL_STREAMS):
-            return {"total": total}
+            cap = self.api.total_cap
+            return {"total": total if cap is None else min(total, cap)}
         return {}
 
 

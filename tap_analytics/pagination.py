@@ -94,9 +94,12 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
     """Shared by the offset shapes: where a listing ends, whatever page sizes the API keeps.
 
     A page shorter than asked does not end the listing by itself: APIs cap pages below the
-    asked `limit` without saying so. The listing ends at `total`, or at a page that brings
-    nothing past its overlap (without a `total`, the one request after a short page). An
-    API found capping is told once, and read at its cap from then on.
+    asked `limit` without saying so. Nor does `total`: an API may stop counting (report
+    500 of 2,000). The listing ends at a page that brings nothing past its overlap, or at a
+    short page that reaches the `total` (without a `total`, the one request after a short
+    page). A full page never ends it. A `total` that a page reads past is not used again
+    in the listing, to plan pages nor to end it. An API found capping is told once, and read
+    at its cap from then on.
     """
 
     def __init__(self, start: t.Any, spec: PaginatorSpec, page_size: int, stream: str,
@@ -116,6 +119,7 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
         self._warned = False
         self._full_run = 0  # pages in a row that came back full
         self._after_full = False
+        self._miscounted = False  # a page was read past the listing's `total`
 
     def request_params(self, token: t.Any) -> dict[str, t.Any]:
         return {self._spec.limit_param: self.page_size, self._spec.offset_param: token.offset}
@@ -123,6 +127,19 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
     def announced(self, response: requests.Response) -> int | None:
         """The listing's `total`, when the page states one."""
         return total_of(response, self._total_path)
+
+    def _total(self, response: requests.Response) -> int | None:
+        """The listing's `total` while no page has been read past it, else None (called
+        once per page, before the paginator advances)."""
+        total = None if self._miscounted else total_of(response, self._total_path)
+        listed = self.current_value.offset + self._received
+        if total is None or listed <= total:
+            return total
+        self._miscounted = True
+        self._logger.warning(
+            "Stream '%s': the API's total (%d) is below the records it lists (%d so far): "
+            "the listing is read until a page ends it.", self._stream, total, listed)
+        return None
 
     def accept(self, records: list[dict]) -> list[dict]:
         raise NotImplementedError
@@ -135,7 +152,7 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
 
     def has_more(self, response: requests.Response) -> bool:
         received = self._received
-        total = total_of(response, self._total_path)
+        total = self._total(response)
         token = self.current_value
         if self._beyond <= 0:  # nothing past the overlap: the listing is read, unless...
             if token.overlap and received == 1 < self.page_size and self._after_full and (
@@ -146,7 +163,8 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
                 self._short = 1
                 return True
             return False
-        more = total is None or token.offset + received < total
+        # a full page never ends a listing, whatever `total` says
+        more = total is None or received >= self.page_size or token.offset + received < total
         if self._short is not None:  # the page before was short, and this one brought more
             self._capped(self._short)
         self._short = received if more and received < self.page_size else None
@@ -198,7 +216,7 @@ class OffsetListing(BaseAPIPaginator[t.Any]):
         if self.page_size < 2 or window < 2 or not self._plannable():
             return []  # one request at a time (max_concurrency 1): read in the caller's thread
         step = self.page_size - 1
-        total = total_of(response, self._total_path)
+        total = None if self._miscounted else total_of(response, self._total_path)
         if total is not None:
             later = range(token.offset + step, total - 1, step)
         else:

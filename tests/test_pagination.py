@@ -56,17 +56,19 @@ def assert_speculated_past_the_end(extra: list[int], wanted: list[int], with_tot
 
 
 def overlapping_offsets(size: int, limit: int, with_total: bool) -> list[int]:
-    """Pages overlap by one record (so a shifted listing shows) and end at `total`, or at a
-    page with nothing past its overlap: without a total, the request after a short page
-    (a short page alone does not prove the end: APIs cap pages below `limit`)."""
+    """Pages overlap by one record (so a shifted listing shows) and end at a short page
+    that reaches `total`, or at a page with nothing past its overlap: without a total, the
+    request after a short page (a short page alone does not prove the end: APIs cap pages
+    below `limit`). A full page never ends a listing, even one that reaches `total`."""
     offsets, offset, overlap, full = [], 0, False, False
     while True:
         offsets.append(offset)
         got = max(0, min(limit, size - offset))
-        if with_total and offset + got >= size:
+        if with_total and offset + got >= size and got < limit:
             return offsets
         if got - overlap <= 0:
-            if not (overlap and got == 1 < limit and full):
+            if not (overlap and got == 1 < limit and full) or (with_total
+                                                                and offset + 1 >= size):
                 return offsets
             # after a full page, the record it overlaps alone: the end, or a cap of one
             offset, overlap, full = offset + 1, False, False
@@ -139,8 +141,9 @@ def test_page_size_sets_limit(requests_mock) -> None:
     assert query(requests_mock.request_history[0])["limit"] == "1000"
 
 
-@pytest.mark.parametrize("total", [0, 3])
-def test_total_stops_without_an_extra_request(requests_mock, total) -> None:
+@pytest.mark.parametrize("total", [0, 2])
+def test_a_short_page_that_reaches_total_ends_without_an_extra_request(requests_mock, total
+                                                                       ) -> None:
     rows = [{"id": str(i)} for i in range(total)]
     requests_mock.get(re.compile(re.escape(BASE + "/v1/teams")),
                       json={"data": rows, "total": total})
@@ -149,10 +152,26 @@ def test_total_stops_without_an_extra_request(requests_mock, total) -> None:
     assert len(requests_mock.request_history) == 1
 
 
+@pytest.mark.parametrize("with_cap", [False, True])
+@pytest.mark.parametrize("stated", [1, 3, 10, 25])
+def test_a_total_below_the_records_listed_never_ends_the_listing(requests_mock, stated,
+                                                                 with_cap) -> None:
+    """`total` stops counting (it says `stated` of 40): a full page never ends a listing;
+    the listing ends at a page that brings nothing new, and `total` plans nothing past
+    the first page read beyond it."""
+    rows = [{"id": f"t{i:02d}"} for i in range(40)]
+    calls = serve_capped(requests_mock, "/v1/teams", rows, [4] if with_cap else [1000],
+                         with_total=True, total=stated)
+    records = read_stream(make_tap(page_size=6, max_concurrency=4), "teams")
+    assert [r["id"] for r in records] == [r["id"] for r in rows]
+    assert len(calls) <= 2 * len(rows) // (3 if with_cap else 5) + 3, calls
+
+
 def serve_capped(mock, path: str, rows: list[dict], caps: list[int], *, with_total: bool,
-                 key: str = "data") -> list[tuple[int, int]]:
+                 key: str = "data", total: int | None = None) -> list[tuple[int, int]]:
     """An API that answers at most `caps[n // 3]` records to the n-th request, whatever
-    `limit` asks (its cap changes mid-listing), filtering by `updated_since` as API.md says."""
+    `limit` asks (its cap changes mid-listing), filtering by `updated_since` as API.md says;
+    its `total` stops counting at `total` when given."""
     calls: list[tuple[int, int]] = []
 
     def page(request, context):
@@ -164,7 +183,7 @@ def serve_capped(mock, path: str, rows: list[dict], caps: list[int], *, with_tot
         listing = [r for r in rows if since is None or r["updated_at"] >= since]
         body = {key: listing[offset:offset + min(limit, cap)]}
         if with_total:
-            body["total"] = len(listing)
+            body["total"] = len(listing) if total is None else min(total, len(listing))
         return body
 
     mock.get(re.compile(re.escape(BASE + path)), json=page)
