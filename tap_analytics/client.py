@@ -83,14 +83,17 @@ class AnalyticsStream(RetryingRequests, PagedListing, SchemaPublication, ChildLi
 
     @property
     def state_manager(self) -> BookmarkStateManager:
-        """The SDK's state layout, with bookmarks compared as instants."""
+        """The SDK's state layout, with bookmarks compared as instants. A stream read only
+        for its children keeps a state of its own for the run: it reads its whole listing,
+        and the tap's state keeps its entry as it came in (nothing claims it was synced)."""
         if self._bookmarks is None:
             tap = self.analytics_tap
             started = datetime.datetime.fromtimestamp(tap.initialized_at / 1000,
                                                       tz=datetime.timezone.utc)
             writer = tap.message_writer
             self._bookmarks = BookmarkStateManager(
-                tap_name=self.tap_name, stream_name=self.name, tap_state=self.tap_state,
+                tap_name=self.tap_name, stream_name=self.name,
+                tap_state=self.tap_state if self.selected else {},
                 state_partitioning_keys=self.state_partitioning_keys,
                 is_sorted=self.is_sorted, check_sorted=self.check_sorted,
                 timestamp=bool(self.replication_key) and self.is_timestamp_replication_key,
@@ -131,7 +134,7 @@ class AnalyticsStream(RetryingRequests, PagedListing, SchemaPublication, ChildLi
         self.tell_missing_cursor_values()
         if progress is not None:
             progress.clear()
-        if self.versioned:
+        if self.versioned and self.selected:  # a parent read only for its children: nothing
             # Only a listing read to its end retires the rows of earlier versions: a failed
             # run never leaves a table emptier than it was.
             self._write_activate_version_message(self._stream_version)
