@@ -147,6 +147,9 @@ class TapAnalytics(Tap):
             if stream.resource in BUILTIN_RESOURCES or catalog.get_stream(stream.name):
                 continue
             stream.selected = True
+            # the maps a parent's records pass before its first record is written
+            self.mapper.register_raw_stream_schema(stream.name, stream.schema,
+                                                   stream.primary_keys)
             self.logger.warning(
                 "resource %r is declared but not in the catalog: synced with its declared "
                 "fields (add it to the catalog to select or deselect it there)", stream.name)

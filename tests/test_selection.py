@@ -4,6 +4,9 @@ Through the real CLI with a catalog, as Meltano's `select` hands one over."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tap_analytics.streams import BUILTIN_STREAMS
@@ -74,3 +77,17 @@ def test_a_child_alone_keeps_the_parents_bookmark_as_it_was(server: FakeServer) 
     for stream, mark in first.last_state["bookmarks"].items():
         if stream != "segment_people":
             assert after.get(stream) == mark, stream
+
+
+def test_declared_parents_and_children_outside_the_shipped_catalog_land(server: FakeServer
+                                                                       ) -> None:
+    """The shipped catalog lists none of them: each is synced (with a warning), a declared
+    parent's records pass its stream maps before any is written."""
+    config = config_for(server, page_size=25, resources=DECLARED)
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "catalog"
+                          / "tap-analytics.json").read_text())
+    out = run_cli(config, catalog=shipped)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ids = server.ids()
+    for stream in SERVED_AS:
+        assert keys_of(out, stream) == ids[SERVED_AS[stream]], stream
