@@ -384,8 +384,9 @@ class Dataset:
     def all_ids(self) -> dict[str, list]:
         """Primary keys per stream, as the tap should deliver them."""
         ids = {name: [r["id"] for r in rows] for name, rows in self.tables.items()}
+        listed = {r["id"] for r in self.tables["segments"]}  # a segment gone takes its people
         ids["segment_people"] = [[sid, pid] for sid, members in self.members.items()
-                                 for pid in members]
+                                 if sid in listed for pid in members]
         return ids
 
 

@@ -31,7 +31,7 @@ import psycopg
 
 from orchestrate.account_lock import AccountBusy, account_lock, when_busy
 from orchestrate.process_group import meltano_process
-from orchestrate.reasons import failure_reason
+from orchestrate.reasons import FailureReason
 from orchestrate.run_report import TableFacts, Tally, bookmarks, table_facts
 from orchestrate.tenants import (
     PREFIX,
@@ -265,7 +265,7 @@ def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float,
     command = [meltano_command(), "run", "--no-install", "--force", "--state-id-suffix",
                tenant.id, "tap-analytics", "target-postgres"]
     log.info(f"{' '.join(command[1:])} (schema {tenant.schema})")
-    lines: list[str] = []
+    reasons = FailureReason()  # fed every line: the cause may be hundreds of lines back
     tally = Tally()
     with private_system_dir(project_dir()) as system_dir:
         env["MELTANO_SYS_DIR_ROOT"] = str(system_dir)
@@ -274,8 +274,7 @@ def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float,
             for raw in proc.stdout:
                 line = ANSI.sub("", raw.rstrip("\n"))
                 sys.stderr.write(line + "\n")  # the compute log keeps everything
-                lines.append(line)
-                del lines[:-200]
+                reasons.feed(line)
                 tally.feed(line)
                 forward(log, line)
     if proc.timed_out:
@@ -283,7 +282,7 @@ def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float,
                        "(TAP_ANALYTICS_FLEET_MAX_RUNTIME)")
     failed = retry = None
     if proc.returncode != 0:
-        failed = failure_reason(lines)
+        failed = reasons.reason()
         retry = not any(f in failed for f in FINAL)
     tables: dict[str, TableFacts] = {}
     marks: dict[str, str] = {}

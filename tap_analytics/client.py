@@ -55,6 +55,7 @@ class AnalyticsStream(RetryingRequests, PagedListing, SchemaPublication, ChildLi
         self.pending_partitions: list[dict] = []
         self.extracted_at = datetime.datetime.now(datetime.timezone.utc)
         self._bookmarks: BookmarkStateManager | None = None
+        self._state_apart = False
 
     @property
     def settings(self) -> Settings:
@@ -83,9 +84,7 @@ class AnalyticsStream(RetryingRequests, PagedListing, SchemaPublication, ChildLi
 
     @property
     def state_manager(self) -> BookmarkStateManager:
-        """The SDK's state layout, with bookmarks compared as instants. A stream read only
-        for its children keeps a state of its own for the run: it reads its whole listing,
-        and the tap's state keeps its entry as it came in (nothing claims it was synced)."""
+        """The SDK's state layout, with bookmarks compared as instants."""
         if self._bookmarks is None:
             tap = self.analytics_tap
             started = datetime.datetime.fromtimestamp(tap.initialized_at / 1000,
@@ -93,13 +92,20 @@ class AnalyticsStream(RetryingRequests, PagedListing, SchemaPublication, ChildLi
             writer = tap.message_writer
             self._bookmarks = BookmarkStateManager(
                 tap_name=self.tap_name, stream_name=self.name,
-                tap_state=self.tap_state if self.selected else {},
+                tap_state={} if self._state_apart else self.tap_state,
                 state_partitioning_keys=self.state_partitioning_keys,
                 is_sorted=self.is_sorted, check_sorted=self.check_sorted,
                 timestamp=bool(self.replication_key) and self.is_timestamp_replication_key,
                 run_started=started,
                 output=writer if isinstance(writer, BufferedMsgSpecWriter) else None)
         return self._bookmarks
+
+    def keep_state_apart(self) -> None:
+        """Read only for its children (not selected, decided when the sync starts): a
+        state of its own for the run, so it reads its whole listing and the tap's state
+        keeps its entry as it came in (nothing claims it was synced)."""
+        self._state_apart = True
+        self._bookmarks = None
 
     @property
     def emit_activate_version_messages(self) -> bool:

@@ -126,6 +126,8 @@ class TapAnalytics(Tap):
         for stream in self.streams.values():
             if stream.selected:
                 _ = stream.stream_state  # every entry exists before threads write state
+            else:
+                stream.keep_state_apart()
         try:
             self.runner.run(streams, side_by_side=self.settings.max_concurrency > 1)
         finally:

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import OUTPUTS, FakeServer
+from tests.helpers import OUTPUTS, FakeServer, start_server
 from tests.pg import DAGSTER_BIN, ROOT, Cluster
 from tests.test_fleet import fleet, fleet_env, lines_by_tenant
-from tests.test_postgres import KEYS, assert_tables_equal_server, table_keys
+from tests.test_postgres import INCREMENTAL, KEYS, assert_tables_equal_server, table_keys
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 DAGSTER = DAGSTER_BIN / "dagster"
@@ -197,3 +197,80 @@ def test_dagster_dev_gets_the_instance_fleet_sh_uses(tmp_path: Path) -> None:
     assert proc.stdout.splitlines() == [
         "QueuedRunCoordinator WarmRunLauncher True", "3 run",
         str(sorted([("dagster/partition", 1), ("tap_analytics/api_host", 2)]))]
+
+
+# each table alone: a child without its parent, incremental, full-table offset, one page
+ALONE = {"small": ("segment_people", "conversations", "teams", "accounts"),
+         "full": tuple(KEYS)}[os.environ.get("TEST_SCALE", "small")]
+
+
+def change_everything(server: FakeServer) -> None:
+    """Changes on every table of the API: incremental updates and inserts, a record of each
+    other listing changed, one deleted and one added, a segment's people gone."""
+    server.admin("mutate", {"updates": 3, "inserts": 2})
+    for name in KEYS:
+        if name not in INCREMENTAL and name != "segment_people":
+            server.admin("change", {"stream": name, "updates": 1, "deletes": 1, "inserts": 1})
+    server.admin("delete_segment", {"id": sorted(server.api.data.members)[0]})
+
+
+def snapshot(cluster: Cluster, schema: str, account_id: str) -> tuple[dict, dict]:
+    """Every table's keys, and the account's saved state of every stream."""
+    tables = {name: sorted(map(str, table_keys(cluster, schema, name))) for name in KEYS}
+    with cluster.connect() as con:
+        row = con.execute("select completed_state from meltano.state where state_id like %s",
+                          (f"%:{account_id}",)).fetchone()
+    state = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    return tables, state["singer_state"]["bookmarks"]
+
+
+def test_each_table_alone_loads_exactly_and_leaves_the_others_as_they_were(
+        server: FakeServer, cluster: Cluster, tmp_path: Path) -> None:
+    """All tables, then each table alone from the asset graph's CLI (the API changing every
+    table between), then all again: the table asked for is exact, every other table and
+    bookmark is as it was, and the whole account is exact at the end."""
+    env = account(server, cluster, tmp_path, "alone")
+    every = fleet(env, "alone")
+    assert every.returncode == 0, every.stderr[-3000:]
+    assert_tables_equal_server(cluster, "assets_alone", server)
+    for name in ALONE:
+        change_everything(server)
+        tables, marks = snapshot(cluster, "assets_alone", "alone")
+        proc = materialize(env, "alone", [name])
+        assert proc.returncode == 0, (name, proc.stderr[-3000:])
+        keys = table_keys(cluster, "assets_alone", name)
+        assert len(keys) == len(set(keys)) and set(keys) == server.ids()[name], name
+        after_tables, after_marks = snapshot(cluster, "assets_alone", "alone")
+        for other in KEYS:
+            if other != name:
+                assert after_tables[other] == tables[other], f"{name} alone changed {other}"
+                assert after_marks.get(other) == marks.get(other), \
+                    f"{name} alone moved the bookmark of {other}"
+        assert set(dagster_events(env)) >= {f"tap_analytics/{name}"}
+    change_everything(server)
+    every = fleet(env, "alone")
+    assert every.returncode == 0, every.stderr[-3000:]
+    assert_tables_equal_server(cluster, "assets_alone", server)
+
+
+def test_a_target_that_raises_is_the_runs_reason(cluster: Cluster, tmp_path: Path) -> None:
+    """target-postgres raises (its soft delete binds a parameter named `version`, a column
+    of `schemas` here) while the tap still writes a large listing: Meltano then prints its
+    own tracebacks of the broken pipe, hundreds of lines after the target's; the account's
+    reason is the target's exception."""
+    server = start_server(scale=15000, segments=2)
+    try:
+        for record in server.api.data.tables["schemas"]:
+            record["version"] = 3
+        server.api.data.generation += 1
+        env = account(server, cluster, tmp_path, "raises", page_size=100)
+        env.update(TARGET_POSTGRES_HARD_DELETE="false", TAP_ANALYTICS_FLEET_RETRIES="0",
+                   TAP_ANALYTICS_FLEET_RUN_RETRIES="0")
+        proc = fleet(env, "raises")
+        assert proc.returncode == 1
+        reason = lines_by_tenant(proc.stdout)["raises"]
+        assert reason.startswith("failed: sqlalchemy.exc.CompileError: bindparam() name "
+                                 "'version' is reserved"), reason
+    finally:
+        server.server.shutdown()
+        server.server.server_close()

@@ -30,3 +30,28 @@ SUMMARY = [f"{TS} [error    ] meltano      Block run completed",
 ])
 def test_the_reason_is_the_line_that_explains(lines: list[str], reason: str) -> None:
     assert failure_reason(lines) == reason
+
+
+TARGET_RAISED = [
+    f"{TS} [info     ] target-postgres Traceback (most recent call last):",
+    f"{TS} [info     ] target-postgres     for stream_map in self.mapper.stream_maps[name]:",
+    f"{TS} [info     ] target-postgres KeyError: 'segments'",
+    *[f'{TS} [info     ] tap-analytics METRIC: {{"type":"timer","metric":"http_request_'
+      f'duration","value":0.01,"tags":{{"stream":"contacts","status":"succeeded"}}}}'] * 400,
+    f"{TS} [error    ] meltano      Task exception was never retrieved",
+    f"{TS} [error    ] meltano",
+    "╭───────────────────── Traceback (most recent call last) ──────────────────────╮",
+    "│ ❱ 333 │   │   │   await writer.wait_closed()                                 │",
+    "╰──────────────────────────────────────────────────────────────────────────────╯",
+    "BrokenPipeError",
+]
+
+
+@pytest.mark.parametrize("tap_line", [
+    None, f"{TS} [info     ] tap-analytics tap-analytics failed: the reader of the tap's "
+          "output (the target) went away cmd_type=elb"])
+def test_a_target_that_raises_is_the_reason_however_much_follows(tap_line) -> None:
+    """Meltano's own tracebacks of the broken pipe, hundreds of lines after the target's
+    exception, and the tap's line that the target went away, all name no cause."""
+    lines = [*TARGET_RAISED, *([tap_line] if tap_line else []), *SUMMARY]
+    assert failure_reason(lines) == "KeyError: 'segments'"
