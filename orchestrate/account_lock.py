@@ -5,7 +5,10 @@ in the database that holds the account's state (PostgreSQL: the warehouse's sche
 
 The lock is a session advisory lock keyed by the account's id. The server releases it
 when the holder's connection ends, so a run that is killed (SIGKILL, a node lost) frees its
-account at once.
+account at once (`orchestrate/run_guard.py` keeps it until nothing of that run runs). The
+connection has TCP keepalives, and a sync checks every `TAP_ANALYTICS_FLEET_LOCK_CHECK`
+seconds (5) that it still holds its lock (`LockWatch`): one whose connection dropped, or
+whose session was ended, stops.
 
 A second sync of a busy account waits its turn (`TAP_ANALYTICS_FLEET_WHEN_BUSY=wait`, the
 default: a schedule tick that merely overlaps a long run does not fail) or ends at once
@@ -15,6 +18,7 @@ with a line naming the run that holds it (`skip`).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import typing as t
 from urllib.parse import urlsplit
@@ -22,6 +26,14 @@ from urllib.parse import urlsplit
 import psycopg
 
 WHEN_BUSY = "TAP_ANALYTICS_FLEET_WHEN_BUSY"
+LOCK_CHECK = "TAP_ANALYTICS_FLEET_LOCK_CHECK"
+# a connection that drops silently (a network partition, a server gone) is found within
+# about 25 s, and a write the server never acknowledges fails after 30 s
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+              "keepalives_count": 3, "tcp_user_timeout": 30_000}
+HELD = ("select count(*) from pg_locks where locktype = 'advisory' and granted and "
+        "objsubid = 1 and pid = pg_backend_pid() and "
+        "((classid::bigint << 32) | objid::bigint) = hashtextextended(%s, 0)")
 CHOICES = ("wait", "skip")
 NAMESPACE = "tap-analytics sync "
 
@@ -77,7 +89,7 @@ class _AdvisoryLock:
 
     def __enter__(self) -> _AdvisoryLock:
         self._con = psycopg.connect(self._conninfo, autocommit=True,
-                                    application_name=self._holder)
+                                    application_name=self._holder, **KEEPALIVES)
         return self
 
     @property
@@ -101,3 +113,45 @@ class _AdvisoryLock:
             (NAMESPACE + self._account,)).fetchone()
         return row[0] if row and row[0] else None
 
+
+
+def lock_check(environ: t.Mapping[str, str]) -> float:
+    value = float(environ.get(LOCK_CHECK) or 5)
+    if value <= 0:
+        raise ValueError(f"{LOCK_CHECK}={value:g}: expected seconds > 0")
+    return value
+
+
+class LockWatch(threading.Thread):
+    """Checks every `interval` seconds that the account's lock is still held on `con`;
+    once it is not (the connection dropped, the session was ended), records why in
+    `lost` and calls `on_lost` (which stops the sync)."""
+
+    def __init__(self, con: psycopg.Connection, account: str, on_lost: t.Callable[[], None],
+                 interval: float) -> None:
+        super().__init__(name="account-lock-watch", daemon=True)
+        self._con, self._account, self._on_lost = con, account, on_lost
+        self._interval = interval
+        self._done = threading.Event()
+        self.lost: str | None = None
+
+    def run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                held = self._con.execute(HELD, (NAMESPACE + self._account,)).fetchone()[0]
+                why = None if held else "the state database no longer counts it held"
+            except psycopg.Error as exc:
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            if why is not None and not self._done.is_set():
+                self.lost = (f"the account's lock was lost ({why}): the sync was stopped, so "
+                             "that no other sync of the account loads beside it")
+                self._on_lost()
+                return
+
+    def __enter__(self) -> LockWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self.join()

@@ -36,7 +36,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, ConfigurableClassData, serialize_value
 
 from orchestrate import warm_meltano
-from orchestrate.process_group import proc_stat
+from orchestrate.run_guard import proc_stat
 from orchestrate.run_tenant import passed
 from orchestrate.tenants import TenantError, tenant_by_id
 

@@ -13,14 +13,17 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import typing as t
 
-from orchestrate import warm_meltano
+from orchestrate import run_guard, warm_meltano
+from orchestrate.run_guard import group_alive
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE = 10  # seconds between SIGTERM and SIGKILL when a run is stopped
+GUARD = run_guard.__file__
 
 
 class GroupLimit:
@@ -42,13 +45,13 @@ class GroupLimit:
         """SIGTERM to the group, SIGKILL to whatever is left after `grace` seconds."""
         _signal_group(self.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        while _group_alive(self.pid) and time.monotonic() < deadline:
+        while group_alive(self.pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         _signal_group(self.pid, signal.SIGKILL)
 
     def _end(self) -> None:
         self._timer.cancel()
-        if _group_alive(self.pid):  # a plugin left behind by a Meltano that died
+        if group_alive(self.pid):  # a plugin left behind by a Meltano that died
             self.stop_group(grace=5)
 
 
@@ -106,20 +109,15 @@ def _signal_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def proc_stat(pid: int | str) -> list[str] | None:
-    """The fields of /proc/<pid>/stat after the command name (state first), or None."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
+class Guard:
+    """`orchestrate/run_guard.py` beside a run's process group, holding the lock
+    connection's socket `fd`: the account's lock outlives every process of the run."""
 
+    def __init__(self, pgid: int, fd: int) -> None:
+        self._proc = subprocess.Popen([sys.executable, "-S", "-E", GUARD, str(pgid)],
+                                      pass_fds=(fd,), env={}, stdin=subprocess.DEVNULL,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-def _group_alive(pgid: int) -> bool:
-    """Whether a process of the group still runs (zombies, dead but not yet reaped by a
-    parent, do not count: Meltano's own stays one until its `with` block waits for it)."""
-    for entry in os.listdir("/proc"):
-        fields = proc_stat(entry) if entry.isdigit() else None
-        if fields and int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    def stop(self) -> None:
+        self._proc.terminate()
+        self._proc.wait()

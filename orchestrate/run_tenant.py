@@ -29,8 +29,8 @@ from urllib.parse import quote
 
 import psycopg
 
-from orchestrate.account_lock import AccountBusy, account_lock, when_busy
-from orchestrate.process_group import meltano_process
+from orchestrate.account_lock import AccountBusy, LockWatch, account_lock, lock_check, when_busy
+from orchestrate.process_group import STOP_GRACE, Guard, meltano_process
 from orchestrate.reasons import FailureReason
 from orchestrate.run_report import TableFacts, Tally, bookmarks, table_facts
 from orchestrate.tenants import (
@@ -238,6 +238,7 @@ def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "",
             env["TAP_ANALYTICS__SELECT_FILTER"] = json.dumps(sorted(streams))
             declare_only(env, streams)
         busy = when_busy(os.environ)
+        check = lock_check(os.environ)
     except (TenantError, ValueError) as exc:
         return Outcome(failed=str(exc))
     prepare_state_database(env, os.environ)
@@ -246,7 +247,7 @@ def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "",
     try:
         with account_lock(tenant.id, env["MELTANO_DATABASE_URI"], holder, log, busy=busy,
                           timeout=limit) as state:
-            return _run(tenant, env, log, limit, state)
+            return _run(tenant, env, log, limit, state, check)
     except (AccountBusy, ValueError) as exc:
         return Outcome(tenant.schema, failed=str(exc))
     except psycopg.OperationalError as exc:  # the state database is down: worth a retry
@@ -255,7 +256,7 @@ def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "",
 
 
 def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float,
-         state: psycopg.Connection) -> Outcome:
+         state: psycopg.Connection, check: float) -> Outcome:
     # --force, under the account's lock: a job Meltano still marks running is one whose run
     # died (killed, or its database restarted) and must not lock the account out until its
     # heartbeat is 5 minutes old
@@ -267,16 +268,27 @@ def _run(tenant: Tenant, env: dict[str, str], log: Log, limit: float,
     log.info(f"{' '.join(command[1:])} (schema {tenant.schema})")
     reasons = FailureReason()  # fed every line: the cause may be hundreds of lines back
     tally = Tally()
+    guard = None
     with private_system_dir(project_dir()) as system_dir:
         env["MELTANO_SYS_DIR_ROOT"] = str(system_dir)
-        with meltano_process(command, cwd=str(project_dir()), env=env,
-                             limit=limit) as proc:
-            for raw in proc.stdout:
-                line = ANSI.sub("", raw.rstrip("\n"))
-                sys.stderr.write(line + "\n")  # the compute log keeps everything
-                reasons.feed(line)
-                tally.feed(line)
-                forward(log, line)
+        try:
+            with meltano_process(command, cwd=str(project_dir()), env=env,
+                                 limit=limit) as proc:
+                # nothing of this run outlives the lock, even when this worker is killed
+                guard = Guard(proc.pid, state.fileno())
+                with LockWatch(state, tenant.id, lambda: proc.stop_group(grace=STOP_GRACE),
+                               check) as watch:
+                    for raw in proc.stdout:
+                        line = ANSI.sub("", raw.rstrip("\n"))
+                        sys.stderr.write(line + "\n")  # the compute log keeps everything
+                        reasons.feed(line)
+                        tally.feed(line)
+                        forward(log, line)
+        finally:
+            if guard is not None:
+                guard.stop()
+    if watch.lost is not None:
+        return Outcome(tenant.schema, failed=watch.lost, retry=True, tally=tally)
     if proc.timed_out:
         return Outcome(tenant.schema, failed=f"stopped after {limit:g} s, the maximum run time "
                        "(TAP_ANALYTICS_FLEET_MAX_RUNTIME)")

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from orchestrate.account_lock import AccountBusy, account_lock, when_busy
-from orchestrate.process_group import GroupedProcess, _group_alive
+from orchestrate.process_group import GroupedProcess
+from orchestrate.run_guard import group_alive
 from orchestrate.run_tenant import run_environment
 from tests.pg import DAGSTER_BIN, ROOT, Cluster
 
@@ -133,7 +134,7 @@ def test_an_interrupted_run_stops_its_whole_group_at_once() -> None:
         assert proc.stdout.readline().strip() == "started"
         raise KeyboardInterrupt
     assert proc.returncode == -signal.SIGTERM
-    assert not _group_alive(proc.pid)  # the background sleep too
+    assert not group_alive(proc.pid)  # the background sleep too
 
 
 PROBE = """
