@@ -4,6 +4,7 @@ from another Dagster instance; and a sync whose lock's session is ended stops.""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -69,16 +70,24 @@ def test_a_killed_run_worker_leaves_no_loader_beside_the_next_sync(
             schema, "target")
         table = fleet_faults.processes()
         worker = table[fleet_faults.of_account(schema, "meltano")[0]][2]
-        os.kill(worker, signal.SIGKILL)  # the run worker alone, as the OOM killer would
+        # the tap and the target busy (stopped here, so that they outlive Meltano by more
+        # than a moment whatever the machine's speed), then the run worker alone killed,
+        # as the OOM killer would
+        for pid in plugins:
+            os.kill(pid, signal.SIGSTOP)
+        os.kill(worker, signal.SIGKILL)
         second = materialize_all(other, "orphan", tmp_path / "second.log")
         overlap, seen = [], False
-        while second.poll() is None:
+        deadline = time.monotonic() + 300
+        while second.poll() is None and time.monotonic() < deadline:
             newer = [p for p in fleet_faults.of_account(schema, "tap") if p not in plugins]
-            if newer:
-                if not seen:
-                    server.admin("config", {"latency_ms": 0})
+            if newer and not seen:
                 seen = True
-                overlap += [p for p in plugins if alive(p)]
+                overlap = [p for p in plugins if alive(p)]
+                for pid in plugins:  # what is left of the dead run loads on
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGCONT)
+                server.admin("config", {"latency_ms": 0})
             time.sleep(0.02)
         out = output(second, tmp_path / "second.log")
         first.kill()
