@@ -21,7 +21,8 @@ PY
 VERSION=$("$VENV/bin/python" -c "from importlib.metadata import version; print(version('singer-sdk'))")
 echo "==> singer-sdk $VERSION (newest allowed by '$WIDENED')"
 if "$VENV/bin/pytest" -q -p no:cacheprovider tests/test_sdk_contract.py tests/test_sdk_standard.py \
-    tests/test_e2e_cli.py tests/test_moving_api.py tests/test_concurrency.py; then
+    tests/test_e2e_cli.py tests/test_moving_api.py tests/test_concurrency.py \
+    tests/test_selection.py; then
   echo "sdk-next: singer-sdk $VERSION PASSES the contract and end-to-end tests"
 else
   echo "sdk-next: singer-sdk $VERSION FAILS: see the named tests above (tests/test_sdk_contract.py names what changed)"
