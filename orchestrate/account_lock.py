@@ -10,6 +10,13 @@ connection has TCP keepalives, and a sync checks every `TAP_ANALYTICS_FLEET_LOCK
 seconds (5) that it still holds its lock (`LockWatch`): one whose connection dropped, or
 whose session was ended, stops.
 
+Beside it, under the same session, a slot of the account's API host: at most
+`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY` (default: `TAP_ANALYTICS_FLEET_CONCURRENCY`, 4)
+syncs of one host at once, however each was launched (Dagster's run queue limits only the
+runs that carry the host's tag: a schedule's, a job backfill's; not a run of the asset
+graph, an asset backfill or `dagster asset materialize`). A run waits for a slot, and says
+so.
+
 A second sync of a busy account waits its turn (`TAP_ANALYTICS_FLEET_WHEN_BUSY=wait`, the
 default: a schedule tick that merely overlaps a long run does not fail) or ends at once
 with a line naming the run that holds it (`skip`).
@@ -26,6 +33,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 WHEN_BUSY = "TAP_ANALYTICS_FLEET_WHEN_BUSY"
+HOST_NAMESPACE = "tap-analytics host "
 LOCK_CHECK = "TAP_ANALYTICS_FLEET_LOCK_CHECK"
 # a connection that drops silently (a network partition, a server gone) is found within
 # about 25 s, and a write the server never acknowledges fails after 30 s
@@ -36,6 +44,21 @@ HELD = ("select count(*) from pg_locks where locktype = 'advisory' and granted a
         "((classid::bigint << 32) | objid::bigint) = hashtextextended(%s, 0)")
 CHOICES = ("wait", "skip")
 NAMESPACE = "tap-analytics sync "
+
+
+def fleet_concurrency(environ: t.Mapping[str, str]) -> int:
+    """Accounts synced at once (`TAP_ANALYTICS_FLEET_CONCURRENCY`, the pool's limit)."""
+    return int(environ.get("TAP_ANALYTICS_FLEET_CONCURRENCY") or 4)
+
+
+def host_concurrency(environ: t.Mapping[str, str]) -> int:
+    """Syncs at once per API host (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`): an agency's many
+    keys on one vendor share that vendor's rate limit. Default: the pool's limit."""
+    value = int(environ.get("TAP_ANALYTICS_FLEET_HOST_CONCURRENCY")
+                or fleet_concurrency(environ))
+    if value < 1:
+        raise ValueError(f"TAP_ANALYTICS_FLEET_HOST_CONCURRENCY={value}: expected 1 or more")
+    return value
 
 
 class AccountBusy(Exception):
@@ -55,9 +78,10 @@ def when_busy(environ: t.Mapping[str, str]) -> str:
 
 @contextlib.contextmanager
 def account_lock(account: str, state_uri: str, holder: str, log: Info, *,
-                 busy: str = "wait", poll: float = 1.0,
-                 timeout: float = float("inf")) -> t.Iterator[psycopg.Connection]:
-    """Hold the account's lock for the block. `holder` names this run to anyone waiting.
+                 busy: str = "wait", poll: float = 1.0, timeout: float = float("inf"),
+                 host: tuple[str, int] | None = None) -> t.Iterator[psycopg.Connection]:
+    """Hold the account's lock for the block, and then a slot of `host` (its name, and
+    how many syncs of it may run at once). `holder` names this run to anyone waiting.
     Yields the lock's connection to the state database (autocommit)."""
     scheme = urlsplit(state_uri).scheme.split("+", 1)[0]
     if scheme not in ("postgresql", "postgres"):
@@ -77,7 +101,24 @@ def account_lock(account: str, state_uri: str, holder: str, log: Info, *,
                     raise AccountBusy(f"account {account} was still being synced by {who} "
                                       f"after {timeout:g} s of waiting")
                 time.sleep(poll)
+        if host is not None:
+            _host_slot(lock, *host, log, poll, time.monotonic() + timeout)
         yield lock.connection
+
+
+def _host_slot(lock: _AdvisoryLock, host: str, slots: int, log: Info, poll: float,
+               deadline: float) -> None:
+    keys = [f"{HOST_NAMESPACE}{host} slot {n}" for n in range(slots)]
+    told = False
+    while not any(lock.try_acquire(key) for key in keys):
+        if not told:
+            told = True
+            log.info(f"API host {host} has {slots} syncs running "
+                     "(TAP_ANALYTICS_FLEET_HOST_CONCURRENCY); this run waits for a slot")
+        if time.monotonic() > deadline:
+            raise AccountBusy(f"API host {host} had no free slot for this sync's whole "
+                              "waiting time")
+        time.sleep(poll)
 
 
 class _AdvisoryLock:
@@ -99,10 +140,11 @@ class _AdvisoryLock:
     def __exit__(self, *exc: object) -> None:
         self._con.close()  # the lock ends with the session
 
-    def try_acquire(self) -> bool:
+    def try_acquire(self, key: str | None = None) -> bool:
+        """The account's lock, or the lock named `key`."""
         return bool(self._con.execute(
             "select pg_try_advisory_lock(hashtextextended(%s, 0))",
-            (NAMESPACE + self._account,)).fetchone()[0])
+            (key or NAMESPACE + self._account,)).fetchone()[0])
 
     def holder(self) -> str | None:
         row = self._con.execute(

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from orchestrate.account_lock import fleet_concurrency, host_concurrency
 from orchestrate.definitions import HOST_TAG, POOL, TENANTS
 from orchestrate.run_tenant import prepare_state_database, run_environment
 from orchestrate.submit import hosted_daemon, submit_backfill
@@ -34,12 +35,6 @@ FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus
 
 OUT, ERR = sys.stdout, sys.stderr  # this process's own lines (log_to_file keeps them apart)
 MARK = "# written by scripts/fleet.sh; delete this line to keep your own changes\n"
-
-
-def host_concurrency(concurrency: int, environ: t.Mapping[str, str]) -> int:
-    """Runs at once per API host (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`): an agency's many
-    keys on one vendor share that vendor's rate limit. Default: the pool's limit."""
-    return int(environ.get("TAP_ANALYTICS_FLEET_HOST_CONCURRENCY") or concurrency)
 
 
 def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
@@ -60,7 +55,9 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
                             {"key": "dagster/partition",
                              "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
                             {"key": HOST_TAG, "value": {"applyLimitPerUniqueValue": True},
-                             "limit": host_concurrency(concurrency, environ)}]}},
+                             "limit": host_concurrency(
+                                 {**environ, "TAP_ANALYTICS_FLEET_CONCURRENCY": str(concurrency)})}
+                        ]}},
         # a run whose worker is gone (killed, the machine restarted) is failed by Dagster
         # (orchestrate.launcher's health check), then retried by run_retries
         "run_monitoring": {"enabled": True, "start_timeout_seconds": 180,
@@ -208,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="only write the instance's dagster.yaml (run queue, pool, limits, "
                              "run monitoring) and print DAGSTER_HOME: `scripts/dagster_dev.sh`")
     args = parser.parse_args(argv)
-    concurrency = int(os.environ.get("TAP_ANALYTICS_FLEET_CONCURRENCY") or 4)
+    concurrency = fleet_concurrency(os.environ)
     try:
         home = instance_home(concurrency)
     except ValueError as exc:

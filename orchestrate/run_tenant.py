@@ -29,7 +29,14 @@ from urllib.parse import quote
 
 import psycopg
 
-from orchestrate.account_lock import AccountBusy, LockWatch, account_lock, lock_check, when_busy
+from orchestrate.account_lock import (
+    AccountBusy,
+    LockWatch,
+    account_lock,
+    host_concurrency,
+    lock_check,
+    when_busy,
+)
 from orchestrate.process_group import STOP_GRACE, Guard, meltano_process
 from orchestrate.reasons import FailureReason
 from orchestrate.run_report import TableFacts, Tally, bookmarks, table_facts
@@ -239,6 +246,7 @@ def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "",
             declare_only(env, streams)
         busy = when_busy(os.environ)
         check = lock_check(os.environ)
+        host = (tenant.api_host(env), host_concurrency(os.environ))
     except (TenantError, ValueError) as exc:
         return Outcome(failed=str(exc))
     prepare_state_database(env, os.environ)
@@ -246,7 +254,7 @@ def sync(tenant_id: str, tenants_path: Path, log: Log, run_name: str = "",
     limit = max_runtime(os.environ)
     try:
         with account_lock(tenant.id, env["MELTANO_DATABASE_URI"], holder, log, busy=busy,
-                          timeout=limit) as state:
+                          timeout=limit, host=host) as state:
             return _run(tenant, env, log, limit, state, check)
     except (AccountBusy, ValueError) as exc:
         return Outcome(tenant.schema, failed=str(exc))

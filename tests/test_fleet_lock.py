@@ -17,7 +17,7 @@ from orchestrate.run_guard import proc_stat
 from tests import fleet_faults
 from tests.helpers import OUTPUTS, start_server
 from tests.pg import ROOT, Cluster
-from tests.test_fleet import fleet
+from tests.test_fleet import fleet, fleet_env
 from tests.test_fleet_assets import DAGSTER, account
 from tests.test_postgres import assert_tables_equal_server
 
@@ -127,3 +127,36 @@ def test_a_sync_whose_lock_is_lost_stops(cluster: Cluster, tmp_path: Path) -> No
     finally:
         server.server.shutdown()
         server.server.server_close()
+
+
+def test_the_host_limit_holds_for_runs_without_its_tag(cluster: Cluster, tmp_path: Path
+                                                       ) -> None:
+    """Two accounts of one API host started at once with `dagster asset materialize` (a
+    run of the asset job: no host tag for the run queue to limit): with a limit of one per
+    host, never both syncing at once; the second says it waits for a slot; both land."""
+    servers = [start_server(scale=80, segments=2, latency_ms=40, api_key=f"slot-key-{i}3p")
+               for i in range(2)]
+    try:
+        tenants = [{"id": f"slot_{i}", "settings": {
+            "base_url": s.url, "api_key": f"${{SLOT_KEY_{i}}}", "page_size": 20,
+            "max_concurrency": 1, "backoff_factor": 0}} for i, s in enumerate(servers)]
+        env = fleet_env(tmp_path, tenants, cluster, TAP_ANALYTICS_FLEET_HOST_CONCURRENCY="1",
+                        **{f"SLOT_KEY_{i}": s.api.api_key for i, s in enumerate(servers)})
+        assert fleet(env, "--register").returncode == 0
+        procs = [materialize_all(env, f"slot_{i}", tmp_path / f"slot_{i}.log")
+                 for i in range(2)]
+        most = 0
+        while any(p.poll() is None for p in procs):
+            most = max(most, sum(bool(fleet_faults.of_account(f"slot_{i}", "tap"))
+                                 for i in range(2)))
+            time.sleep(0.02)
+        outs = [output(p, tmp_path / f"slot_{i}.log") for i, p in enumerate(procs)]
+        assert all(p.returncode == 0 for p in procs), [o[-2000:] for o in outs]
+        assert most == 1, "two syncs of one API host at once"
+        assert any("API host 127.0.0.1 has 1 syncs running" in o for o in outs)
+        for i, server in enumerate(servers):
+            assert_tables_equal_server(cluster, f"slot_{i}", server)
+    finally:
+        for server in servers:
+            server.server.shutdown()
+            server.server.server_close()

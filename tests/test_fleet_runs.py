@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrate.account_lock import AccountBusy, account_lock, when_busy
+from orchestrate.account_lock import AccountBusy, account_lock, host_concurrency, when_busy
 from orchestrate.process_group import GroupedProcess
 from orchestrate.run_guard import group_alive
 from orchestrate.run_tenant import run_environment
@@ -96,6 +96,40 @@ def test_one_sync_per_account_and_a_killed_holder_frees_it_at_once(cluster: Clus
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.mark.postgres
+def test_a_host_has_at_most_its_limit_of_syncs_whatever_launched_them(cluster: Cluster
+                                                                     ) -> None:
+    """Slots of an API host beside the account's lock: two accounts of one host with a
+    limit of two hold both slots; a third account of that host waits (and says so) until
+    one of them ends; an account of another host does not wait."""
+    uri = state_uri(cluster)
+    log = Lines()
+    entered = threading.Event()
+    with account_lock("a1", uri, "run 1", Lines(), host=("api.example.com", 2)), \
+            account_lock("a2", uri, "run 2", Lines(), host=("api.example.com", 2)):
+        with account_lock("b1", uri, "run b", Lines(), host=("other.example.com", 2),
+                          timeout=2):
+            pass
+
+        def third() -> None:
+            with account_lock("a3", uri, "run 3", log, poll=0.02,
+                              host=("api.example.com", 2)):
+                entered.set()
+
+        thread = threading.Thread(target=third)
+        thread.start()
+        while not log.lines:
+            time.sleep(0.01)
+        assert log.lines == ["API host api.example.com has 2 syncs running "
+                             "(TAP_ANALYTICS_FLEET_HOST_CONCURRENCY); this run waits for a slot"]
+        assert not entered.wait(0.3)
+    thread.join(timeout=30)
+    assert entered.is_set()
+    assert host_concurrency({}) == 4
+    assert host_concurrency({"TAP_ANALYTICS_FLEET_CONCURRENCY": "6"}) == 6
+    assert host_concurrency({"TAP_ANALYTICS_FLEET_HOST_CONCURRENCY": "1"}) == 1
 
 
 def test_a_state_database_that_is_not_postgresql_is_refused() -> None:
