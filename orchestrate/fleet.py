@@ -25,7 +25,7 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 from orchestrate.account_lock import fleet_concurrency, host_concurrency
 from orchestrate.definitions import HOST_TAG, POOL, TENANTS
 from orchestrate.run_tenant import prepare_state_database, run_environment
-from orchestrate.submit import hosted_daemon, submit_backfill
+from orchestrate.submit import DaemonSeat, hosted_daemon, submit_backfill
 from orchestrate.tenants import ROOT, TenantError, load_tenants
 
 TAG = "tap_analytics/fleet"
@@ -37,7 +37,23 @@ OUT, ERR = sys.stdout, sys.stderr  # this process's own lines (log_to_file keeps
 MARK = "# written by scripts/fleet.sh; delete this line to keep your own changes\n"
 
 
-def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
+LAUNCHER = "TAP_ANALYTICS_FLEET_LAUNCHER"
+LAUNCHERS = ("warm", "default")
+
+
+def launcher_choice(environ: t.Mapping[str, str], default: str) -> str:
+    """The launcher of `scripts/dagster_dev.sh`'s instance: `default` (Dagster's own
+    `DefaultRunLauncher`, a fresh `dagster api execute_run` per run, as Kubernetes starts a
+    pod per run) unless the user opts in to `warm` (`orchestrate.launcher`: run workers
+    forked from a warm fork server, what `fleet.sh` always uses)."""
+    value = (environ.get(LAUNCHER) or default).strip().lower()
+    if value not in LAUNCHERS:
+        raise ValueError(f"{LAUNCHER}={value!r}: expected one of {', '.join(LAUNCHERS)}")
+    return value
+
+
+def instance_config(concurrency: int, environ: t.Mapping[str, str],
+                    launcher: str = "warm") -> dict:
     """The Dagster instance fleet runs need: a run queue that starts at most one run per
     account (tag `dagster/partition`), at most `host_concurrency` per API host (tag
     `tap_analytics/api_host`) and `concurrency` in all (the pool); run workers forked warm
@@ -71,19 +87,22 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str]) -> dict:
         "freshness": {"enabled": False},
         "auto_materialize": {"enabled": False, "use_sensors": False},
     }
+    if launcher == "default":
+        del config["run_launcher"]  # Dagster's DefaultRunLauncher
     if environ.get(DAGSTER_DB):
         config["storage"] = {"postgres": {"postgres_url": {"env": DAGSTER_DB}}}
     return config
 
 
-def instance_home(concurrency: int) -> Path:
+def instance_home(concurrency: int, launcher: str = "warm") -> Path:
     """The Dagster instance: the user's `DAGSTER_HOME`, or `.dagster/` here. Its
     `dagster.yaml` is written when there is none, and kept current while it is ours."""
     home = Path(os.environ.get("DAGSTER_HOME") or ROOT / ".dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists() or config.read_text().startswith(MARK):
-        config.write_text(MARK + yaml.safe_dump(instance_config(concurrency, os.environ)))
+        config.write_text(MARK + yaml.safe_dump(instance_config(concurrency, os.environ,
+                                                                launcher)))
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -109,7 +128,8 @@ def dead_runs(instance: DagsterInstance, runs: dict[str, t.Any]) -> list[str]:
                 run.run_id, of_type=DagsterEventType.STEP_FAILURE)]
 
 
-def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> dict:
+def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float,
+         every_second: t.Callable[[], None] = lambda: None) -> dict:
     """Until every account's newest run has finished; an account whose run was killed
     whole is run again at once (a backfill's runs are not re-executed by Dagster's
     `run_retries` once the backfill is complete), at most `TAP_ANALYTICS_FLEET_RUN_RETRIES`
@@ -132,6 +152,7 @@ def wait(instance: DagsterInstance, fleet: str, count: int, timeout: float) -> d
         if time.monotonic() > deadline:
             raise TimeoutError(f"the fleet did not finish in {timeout:.0f}s")
         time.sleep(1)
+        every_second()
 
 
 def say_who_waits(instance: DagsterInstance, ids: list[str]) -> None:
@@ -203,11 +224,16 @@ def main(argv: list[str] | None = None) -> int:
                              "(what the sensor does), e.g. before `dagster asset materialize`")
     parser.add_argument("--instance", action="store_true",
                         help="only write the instance's dagster.yaml (run queue, pool, limits, "
-                             "run monitoring) and print DAGSTER_HOME: `scripts/dagster_dev.sh`")
+                             "run monitoring; Dagster's own run launcher unless "
+                             "TAP_ANALYTICS_FLEET_LAUNCHER=warm) and print DAGSTER_HOME: "
+                             "`scripts/dagster_dev.sh`")
     args = parser.parse_args(argv)
     concurrency = fleet_concurrency(os.environ)
     try:
-        home = instance_home(concurrency)
+        # fleet.sh's daemon has its code location in this process, which Dagster's own
+        # launcher cannot start runs from: the warm one; `dagster dev` has a code server
+        home = instance_home(concurrency, launcher_choice(os.environ, "default")
+                             if args.instance else "warm")
     except ValueError as exc:
         print(f"fleet: {exc}", file=ERR)
         return 2
@@ -232,14 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     prepare_state_database(run_environment({}, "unused", os.environ), os.environ)
     log_to_file(home)
-    with DagsterInstance.get() as instance, hosted_daemon(instance):
+    with DagsterInstance.get() as instance, DaemonSeat(
+            home, lambda: hosted_daemon(instance), lambda line: print(line, file=ERR)) as seat:
         instance.event_log_storage.set_concurrency_slots(POOL, concurrency)
         register(instance, known)
         fleet = uuid.uuid4().hex[:12]
         started = time.monotonic()
         say_who_waits(instance, ids)
         launch(instance, ids, fleet)
-        runs = wait(instance, fleet, len(ids), args.timeout)
+        runs = wait(instance, fleet, len(ids), args.timeout, seat.take)
         results = {ident: outcome(instance, r) for ident, r in runs.items()}
     for ident in ids:
         print(f"{ident}: {results.get(ident, 'failed: no run')}", file=OUT)

@@ -1,4 +1,5 @@
-"""A backfill of accounts, submitted from this process, and Dagster's daemon hosted in it.
+"""A backfill of accounts, submitted from this process, and Dagster's daemon hosted in it
+while no other daemon runs on the instance (`DaemonSeat`).
 
 `submit_backfill` is what `dagster job backfill -m orchestrate -j sync_tenants --partitions`
 does (the same backfill record, the same runs, queued for the daemon), with the code location loaded
@@ -10,8 +11,11 @@ it calls are the CLI's own, from the Dagster version `orchestrate/requirements.t
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sys
 import typing as t
+from pathlib import Path
 
 from dagster import DagsterInstance
 from dagster._cli.workspace.cli_target import (
@@ -57,6 +61,43 @@ def hosted_daemon(instance: DagsterInstance) -> t.Iterator[None]:
     with daemon_controller_from_instance(instance, workspace_load_target=in_process_target(),
                                          gen_daemons=daemons_but_sensors, log_level="warning"):
         yield
+
+
+class DaemonSeat:
+    """One daemon per instance: Dagster's daemon is hosted in this process only while it
+    holds `DAGSTER_HOME/daemon.lock` (an flock, which `scripts/dagster_dev.sh` holds for
+    `dagster dev`, whose own daemon then launches these runs). `take` is called again as
+    the process waits, so a daemon that ends (a `dagster dev` stopped, another `fleet.sh`
+    done) is replaced at once, and queued runs never wait for nobody."""
+
+    def __init__(self, home: Path, host: t.Callable[[], t.ContextManager[None]],
+                 say: t.Callable[[str], None]) -> None:
+        self._fd = os.open(home / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._host, self._say = host, say
+        self._stack = contextlib.ExitStack()
+        self.hosting = self._told = False
+
+    def take(self) -> None:
+        if self.hosting:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not self._told:
+                self._told = True
+                self._say("fleet: another daemon runs on this instance (dagster dev, another "
+                          "fleet.sh): it launches these runs; none is started here")
+            return
+        self._stack.enter_context(self._host())
+        self.hosting = True
+
+    def __enter__(self) -> DaemonSeat:
+        self.take()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+        os.close(self._fd)  # the lock ends with it
 
 
 def daemons_but_sensors(instance: DagsterInstance) -> list[DagsterDaemon]:

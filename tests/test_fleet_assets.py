@@ -181,22 +181,29 @@ with dg.DagsterInstance.get() as instance:
 
 def test_dagster_dev_gets_the_instance_fleet_sh_uses(tmp_path: Path) -> None:
     """`scripts/dagster_dev.sh` runs `dagster dev` on the instance it writes first: the run
-    queue with the pool, one run per account and the limit per API host, run monitoring;
-    a bare `dagster dev` gets a temporary instance with none of them."""
+    queue with the pool, one run per account and the limit per API host, run monitoring,
+    Dagster's own run launcher unless the user opts in to the warm one; it holds the
+    instance's daemon lock, so that a fleet.sh beside it starts no second daemon. A bare
+    `dagster dev` gets a temporary instance with none of them."""
     script = (ROOT / "scripts" / "dagster_dev.sh").read_text()
     assert "orchestrate.fleet --instance" in script and "dagster dev -m orchestrate" in script
+    assert 'exec 9>>"$DAGSTER_HOME/daemon.lock"' in script and "flock" in script
     python = str(DAGSTER_BIN / "python")
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"),
-           "TAP_ANALYTICS_FLEET_CONCURRENCY": "3", "TAP_ANALYTICS_FLEET_HOST_CONCURRENCY": "2"}
-    home = subprocess.run([python, "-m", "orchestrate.fleet", "--instance"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, check=True).stdout
-    assert home.strip() == str(tmp_path / "home")
-    proc = subprocess.run([python, "-c", INSTANCE], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.splitlines() == [
-        "QueuedRunCoordinator WarmRunLauncher True", "3 run",
-        str(sorted([("dagster/partition", 1), ("tap_analytics/api_host", 2)]))]
+    for launcher, name in (("", "DefaultRunLauncher"), ("warm", "WarmRunLauncher")):
+        env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"),
+               "TAP_ANALYTICS_FLEET_CONCURRENCY": "3",
+               "TAP_ANALYTICS_FLEET_HOST_CONCURRENCY": "2",
+               "TAP_ANALYTICS_FLEET_LAUNCHER": launcher}
+        home = subprocess.run([python, "-m", "orchestrate.fleet", "--instance"], env=env,
+                              cwd=ROOT, capture_output=True, text=True, timeout=120,
+                              check=True).stdout
+        assert home.strip() == str(tmp_path / "home")
+        proc = subprocess.run([python, "-c", INSTANCE], env=env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.splitlines() == [
+            f"QueuedRunCoordinator {name} True", "3 run",
+            str(sorted([("dagster/partition", 1), ("tap_analytics/api_host", 2)]))]
 
 
 # each table alone: a child without its parent, incremental, full-table offset, one page

@@ -8,6 +8,8 @@ materialization and check, as `fleet.sh` does."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -144,3 +146,55 @@ def test_a_daemon_beside_a_code_server_lands_every_account(
             assert entry == {"rows": len(expected[name]), "exact": True}, (name, ident, entry)
     # Dagster's own partition status (what the UI shows) counts both accounts of every table
     assert report["materialized"] == {f"tap_analytics/{name}": list(IDS) for name in KEYS}
+
+
+HEARTBEATS = """
+import dagster as dg
+with dg.DagsterInstance.get() as instance:
+    print(" ".join(sorted({h.daemon_id for h in instance.get_daemon_heartbeats().values()})))
+"""
+
+
+def test_fleet_sh_beside_dagster_dev_starts_no_second_daemon(
+        server: FakeServer, cluster: Cluster, tmp_path: Path) -> None:
+    """`scripts/dagster_dev.sh` (dagster dev: UI, daemon, code server) on fleet.sh's
+    instance, then fleet.sh on that instance: fleet.sh says it starts no daemon, its run is
+    launched by dagster dev's (Dagster's own launcher, a `dagster api execute_run` process)
+    and lands; one daemon sends heartbeats throughout."""
+    tenants = [{"id": "beside", "schema": "assets_beside", "settings": {
+        "base_url": server.url, "api_key": "${ACME_KEY}", "page_size": 25,
+        "backoff_factor": 0}}]
+    env = fleet_env(tmp_path, tenants, cluster, ACME_KEY=server.api.api_key)
+    log = tmp_path / "dev.log"
+    with log.open("w") as out:
+        dev = subprocess.Popen(["bash", str(ROOT / "scripts" / "dagster_dev.sh"), "-p",
+                                str(free_port()), "-h", "127.0.0.1"], env=env, cwd=tmp_path,
+                               stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        ids: set[str] = set()
+        deadline = time.monotonic() + 180
+        while not ids:  # dagster dev's daemon is up once it sends heartbeats
+            assert dev.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+            if "Serving dagster-webserver" not in log.read_text():
+                continue  # the instance's storage is made by then: not opened beside it
+            beats = subprocess.run([str(DAGSTER_BIN / "python"), "-c", HEARTBEATS], env=env,
+                                   cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            ids = set(beats.stdout.split())
+        done = fleet(env, "beside")
+        assert done.returncode == 0, (done.stdout, done.stderr[-3000:])
+        assert "another daemon runs on this instance" in done.stderr
+        assert done.stdout.startswith("beside: landed: ")
+        beats = subprocess.run([str(DAGSTER_BIN / "python"), "-c", HEARTBEATS], env=env,
+                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert set(beats.stdout.split()) == ids, "a second daemon sent heartbeats"
+        assert_tables_equal_server(cluster, "assets_beside", server)
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        try:
+            dev.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(dev.pid, signal.SIGKILL)
+            dev.wait()
+        OUTPUTS.append(log.read_text())
