@@ -2,8 +2,8 @@
 # Would the next Dagster release pass? Installs the newest release that a widened pin
 # allows (orchestrate/requirements.txt pins one exact version) into .venv-dagster-next, with
 # the rest of orchestrate/requirements.txt, and runs the fleet's tests against it, then
-# prints one verdict line. dagster-postgres is left out (its releases pin one Dagster
-# release each): the tests that keep Dagster's storage in PostgreSQL are not run here.
+# prints one verdict line. dagster-postgres and dagster-k8s are left out (their releases pin
+# one Dagster release each): the tests that keep Dagster's storage in PostgreSQL are not run here.
 #   scripts/dagster_next.sh            report only (exit 0): CI runs it this way
 #   scripts/dagster_next.sh --strict   exit 1 when the newest release fails
 set -euo pipefail
@@ -12,7 +12,7 @@ WIDENED=${DAGSTER_PIN:-"dagster>=1.13.27,<1.14"}
 VENV=.venv-dagster-next
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-grep -v -E '^(dagster|dagster-webserver|dagster-postgres)==' orchestrate/requirements.txt \
+grep -v -E '^(dagster|dagster-webserver|dagster-postgres|dagster-k8s)==' orchestrate/requirements.txt \
   > "$VENV/requirements-rest.txt"
 "$VENV/bin/pip" install -q --upgrade "$WIDENED" "dagster-webserver${WIDENED#dagster}" \
   -r "$VENV/requirements-rest.txt"

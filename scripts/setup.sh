@@ -4,9 +4,11 @@
 #   .venv          the tap, its test tools, the fake API's needs
 #   .venv-meltano  Meltano, which installs the tap and the loaders under .meltano/
 #   .venv-dagster  Dagster 1.13, the orchestrator of many accounts (orchestrate/): --dagster
+# --image (deploy/k8s/Dockerfile): .venv-meltano and .venv-dagster only, no test tools.
 set -euo pipefail
-DAGSTER=no
+DAGSTER=no TOOLS=yes
 [ "${1:-}" = "--dagster" ] && DAGSTER=yes
+[ "${1:-}" = "--image" ] && DAGSTER=yes TOOLS=no
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS=false MELTANO_CLI_DISABLE_VERSION_CHECK=1
@@ -16,7 +18,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 stamp=$(cat pyproject.toml meltano.yml orchestrate/requirements.txt scripts/setup.sh \
         | sha1sum | cut -c1-12)
-if [ ! -f .venv/.stamp-"$stamp" ]; then
+if [ "$TOOLS" = yes ] && [ ! -f .venv/.stamp-"$stamp" ]; then
   step "Installing tap-analytics and its test tools into .venv"
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   .venv/bin/pip install -q --upgrade pip
@@ -37,7 +39,8 @@ if [ ! -f .venv-meltano/.stamp-"$stamp" ] || [ ! -d .meltano ]; then
   for venv in .meltano/extractors/*/venv .meltano/loaders/*/venv; do
     "$venv/bin/python" -m compileall -q -j 0 "$venv/lib" > /dev/null
   done
-  .venv/bin/python -m compileall -q tap_analytics  # the tap's own (editable) modules
+  # the tap's own (editable) modules
+  .meltano/extractors/tap-analytics/venv/bin/python -m compileall -q tap_analytics
   rm -f .venv-meltano/.stamp-*; touch .venv-meltano/.stamp-"$stamp"
 fi
 if [ "$DAGSTER" = yes ] && [ ! -f .venv-dagster/.stamp-"$stamp" ]; then

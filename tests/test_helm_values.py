@@ -102,3 +102,38 @@ def test_the_chart_writes_the_limits_fleet_sh_writes() -> None:
     assert rendered["run_monitoring"]["max_resume_run_attempts"] == 0
     # values that leave `enabled` out write no concurrency at all: no limit, no pool
     assert "concurrency" not in render({"concurrency": {"pools": {"defaultLimit": 4}}})
+
+
+def pinned_dagster() -> str:
+    requirements = (ROOT / "orchestrate" / "requirements.txt").read_text()
+    return re.search(r"^dagster==(\S+)$", requirements, re.M).group(1)
+
+
+def test_the_chart_and_the_image_are_pinned() -> None:
+    """The chart's release is the Dagster release the image runs, in the values' install
+    line and the docs'; the image's tag names what it was built from (a tag that never
+    moves, as `IfNotPresent` pulls it once per node); dagster-k8s (K8sRunLauncher, the run
+    pods' Secrets) is the release that pins that Dagster."""
+    version = pinned_dagster()
+    install = f"dagster/dagster --version {version}"
+    assert install in VALUES.read_text()
+    assert install in (ROOT / "docs" / "KUBERNETES.md").read_text()
+    image = yaml.safe_load(VALUES.read_text())["dagster-user-deployments"]["deployments"][0][
+        "image"]
+    assert re.fullmatch(r"git-[0-9a-f]{7,40}", image["tag"]), image["tag"]
+    minor = version.split(".", 1)[1]  # dagster 1.13.27 <-> its libraries 0.29.27
+    assert re.search(rf"^dagster-k8s==0\.\d+\.{re.escape(minor.split('.')[1])}$",
+                     (ROOT / "orchestrate" / "requirements.txt").read_text(), re.M)
+
+
+def test_the_image_runs_as_a_user_without_test_tools() -> None:
+    dockerfile = (ROOT / "deploy" / "k8s" / "Dockerfile").read_text()
+    users = re.findall(r"^USER (\S+)", dockerfile, re.M)
+    assert users and users[-1].split(":")[0] not in ("root", "0"), users
+    assert "scripts/setup.sh --image" in dockerfile
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"tests", "bench", ".venv", ".venv-*", ".meltano", ".env"} <= set(ignored)
+    # --image makes no .venv (the tap's test tools): only Meltano's and Dagster's venvs
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert '[ "${1:-}" = "--image" ] && DAGSTER=yes TOOLS=no' in setup
+    assert 'if [ "$TOOLS" = yes ] && [ ! -f .venv/.stamp-"$stamp" ]; then' in setup
