@@ -52,8 +52,10 @@ def table_spec(table: Table, translator: TableTranslator) -> dg.AssetSpec:
 def freshness_policy() -> dg.FreshnessPolicy | None:
     """`TAP_ANALYTICS_FLEET_FRESHNESS_HOURS`: Dagster's freshness policy for each table. It
     judges a table by its newest materialization of any account (Dagster's freshness is
-    per asset, not per partition); per account, each materialization's `synced_at` and
-    `newest_updated_at` tell, and the `fresh` check fails on a stale account's run."""
+    per asset, not per partition), so one fresh account hides every stale one; per
+    account, each materialization's `synced_at` and `newest_updated_at` tell. Dagster
+    evaluates it only where the instance's `freshness` daemon is on (`fleet.sh`'s
+    `dagster.yaml` turns it off)."""
     hours = os.environ.get("TAP_ANALYTICS_FLEET_FRESHNESS_HOURS")
     if not hours:
         return None
