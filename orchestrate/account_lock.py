@@ -121,10 +121,14 @@ def _host_slot(lock: _AdvisoryLock, host: str, slots: int, log: Info, poll: floa
         time.sleep(poll)
 
 
+def conninfo(state_uri: str) -> str:
+    """libpq's URI of Meltano's state database (SQLAlchemy's dialect name is not libpq's)."""
+    return "postgresql://" + state_uri.split("://", 1)[1]
+
+
 class _AdvisoryLock:
     def __init__(self, account: str, state_uri: str, holder: str) -> None:
-        rest = state_uri.split("://", 1)[1]
-        self._conninfo = "postgresql://" + rest  # SQLAlchemy's dialect name is not libpq's
+        self._conninfo = conninfo(state_uri)
         self._account = account
         self._holder = holder[:63]  # application_name's limit
 

@@ -16,11 +16,12 @@ host, a tag limit on `tap_analytics/api_host` (`TAP_ANALYTICS_FLEET_HOST_CONCURR
 import json
 import os
 import typing as t
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
-from orchestrate.run_tenant import sync
+from orchestrate import staleness
+from orchestrate.run_tenant import state_database_uri, sync
 from orchestrate.table_results import Run, column_schema, table_checks, table_results
 from orchestrate.tables import Table, TableTranslator, tables
 from orchestrate.tenants import Tenant, TenantError, load_tenants, tenant_by_id, tenants_file
@@ -166,9 +167,60 @@ def every_tenant(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
             for t in load_tenants() if t.id in have]
 
 
+STALE_CHECK = "synced_recently"
+# each account's syncs, whatever tables each synced: what the staleness check judges
+ACCOUNT_SYNC = dg.AssetSpec(
+    key=[*TableTranslator().key_prefix(Table("account_sync", (), ())), "account_sync"],
+    group_name=TableTranslator().group(Table("account_sync", (), ())), partitions_def=TENANTS,
+    kinds={"meltano"}, description="Each account's syncs (a partition per account). Its "
+    f"check `{STALE_CHECK}` fails for an account whose last successful sync is older than "
+    "TAP_ANALYTICS_FLEET_STALE_HOURS (24), judged every few minutes by the sensor "
+    "`stale_accounts`.")
+
+
+def stale_evaluations(accounts: t.Sequence[str], now: datetime) -> list[
+        dg.AssetCheckEvaluation]:
+    """The check's result for each of `accounts`, from one query of the state database."""
+    limit = staleness.stale_after(os.environ)
+    last = staleness.last_syncs(state_database_uri(os.environ)[0])
+    return [dg.AssetCheckEvaluation(
+        asset_key=ACCOUNT_SYNC.key, check_name=STALE_CHECK, passed=not verdict.stale,
+        partition=verdict.account, severity=dg.AssetCheckSeverity.ERROR,
+        description=verdict.description(limit),
+        metadata={"last_synced_at": verdict.last.isoformat() if verdict.last else "never",
+                  "stale_after_hours": limit.total_seconds() / 3600})
+        for verdict in staleness.judge(accounts, last, now, limit)]
+
+
+@dg.asset_check(asset=ACCOUNT_SYNC.key, name=STALE_CHECK, partitions_def=TENANTS,
+                description="The account's last successful sync is recent enough "
+                            "(TAP_ANALYTICS_FLEET_STALE_HOURS)")
+def synced_recently(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    """One account's check run by hand; the sensor `stale_accounts` judges them all."""
+    [evaluation] = stale_evaluations([context.partition_key], datetime.now(timezone.utc))
+    return dg.AssetCheckResult(passed=evaluation.passed, severity=evaluation.severity,
+                               description=evaluation.description,
+                               metadata=evaluation.metadata)
+
+
+@dg.sensor(minimum_interval_seconds=int(_number("TAP_ANALYTICS_FLEET_STALE_INTERVAL", 300)),
+           default_status=dg.DefaultSensorStatus.RUNNING)
+def stale_accounts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """Every account's `synced_recently` from one query, reported as the check's result
+    per partition when it changes (or was never reported): a tick costs one query and no
+    event while nothing changes."""
+    accounts = context.instance.get_dynamic_partitions(TENANTS.name)
+    told = json.loads(context.cursor) if context.cursor else {}
+    evaluations = stale_evaluations(accounts, datetime.now(timezone.utc))
+    changed = [e for e in evaluations if told.get(e.partition) != e.passed]
+    now = {e.partition: e.passed for e in evaluations}
+    return dg.SensorResult(asset_events=changed, cursor=json.dumps(now, separators=(",", ":")))
+
+
 defs = dg.Definitions(
-    assets=[tenant_sync],
+    assets=[tenant_sync, ACCOUNT_SYNC],
+    asset_checks=[synced_recently],
     jobs=[sync_tenants],
-    sensors=[tenants_file_sensor],
+    sensors=[tenants_file_sensor, stale_accounts],
     schedules=[every_tenant],
 )

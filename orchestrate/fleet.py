@@ -12,6 +12,7 @@ failed: the reason) and exits 1 if any failed.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import sys
 import time
@@ -22,9 +23,10 @@ from pathlib import Path
 import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
+from orchestrate import staleness
 from orchestrate.account_lock import fleet_concurrency, host_concurrency
 from orchestrate.definitions import HOST_TAG, POOL, TENANTS
-from orchestrate.run_tenant import prepare_state_database, run_environment
+from orchestrate.run_tenant import prepare_state_database, run_environment, state_database_uri
 from orchestrate.submit import DaemonSeat, hosted_daemon, submit_backfill
 from orchestrate.tenants import ROOT, TenantError, load_tenants
 
@@ -214,6 +216,16 @@ def register(instance: DagsterInstance, known: list[str]) -> None:
         instance.delete_dynamic_partition(TENANTS.name, gone)
 
 
+def report_stale(ids: list[str]) -> int:
+    limit = staleness.stale_after(os.environ)
+    last = staleness.last_syncs(state_database_uri(os.environ)[0])
+    verdicts = staleness.judge(ids, last, datetime.datetime.now(datetime.timezone.utc), limit)
+    for verdict in verdicts:
+        state = "stale" if verdict.stale else "fresh"
+        print(f"{verdict.account}: {state}: {verdict.description(limit)}", file=OUT)
+    return 1 if any(v.stale for v in verdicts) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ids", nargs="*", help="tenant ids (default: every tenant)")
@@ -227,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
                              "run monitoring; Dagster's own run launcher unless "
                              "TAP_ANALYTICS_FLEET_LAUNCHER=warm) and print DAGSTER_HOME: "
                              "`scripts/dagster_dev.sh`")
+    parser.add_argument("--stale", action="store_true",
+                        help="only print each account's last successful sync and whether it "
+                             "is stale (TAP_ANALYTICS_FLEET_STALE_HOURS); exit 1 if any is: "
+                             "for cron or any monitor")
     args = parser.parse_args(argv)
     concurrency = fleet_concurrency(os.environ)
     try:
@@ -251,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"fleet: no tenant {unknown[0]!r} in the tenants file", file=ERR)
         return 2
+    if args.stale:
+        return report_stale(ids)
     if args.register:
         with DagsterInstance.get() as instance:
             register(instance, known)

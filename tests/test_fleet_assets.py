@@ -12,6 +12,7 @@ import typing as t
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers import OUTPUTS, FakeServer, start_server
 from tests.pg import DAGSTER_BIN, ROOT, Cluster
@@ -281,3 +282,49 @@ def test_a_target_that_raises_is_the_runs_reason(cluster: Cluster, tmp_path: Pat
     finally:
         server.server.shutdown()
         server.server.server_close()
+
+
+# the sensor `stale_accounts` evaluated as Dagster's daemon does, twice (the second time
+# with the first's cursor); the daemon stores what it returns as each partition's result
+STALE = """
+import json, sys, dagster as dg
+from orchestrate.definitions import defs, stale_accounts
+out = []
+with dg.DagsterInstance.get() as instance:
+    instance.add_dynamic_partitions("tenants", ["never"])
+    cursor = None
+    for _ in range(2):
+        result = stale_accounts(dg.build_sensor_context(instance=instance, cursor=cursor,
+                                                        definitions=defs))
+        cursor = result.cursor
+        out.append({e.partition: [e.passed, e.description] for e in result.asset_events})
+print(json.dumps(out))
+"""
+
+
+def test_a_stale_account_fails_its_own_check_while_a_fresh_one_passes(
+        server: FakeServer, cluster: Cluster, tmp_path: Path) -> None:
+    """Two accounts synced, one of them last 30 hours ago (its run's end moved back in
+    Meltano's runs), and one never synced: one query judges all three against 24 h; the
+    next tick, with nothing changed, reports nothing; `fleet.sh --stale` says the same."""
+    env = account(server, cluster, tmp_path, "fresh")
+    tenants = yaml.safe_load(Path(env["TAP_ANALYTICS_TENANTS"]).read_text())
+    tenants["tenants"].append({**tenants["tenants"][0], "id": "old", "schema": "assets_old"})
+    Path(env["TAP_ANALYTICS_TENANTS"]).write_text(yaml.safe_dump(tenants))
+    done = fleet(env, "fresh", "old")
+    assert done.returncode == 0, done.stderr[-3000:]
+    with cluster.connect() as con:
+        moved = con.execute("update meltano.runs set ended_at = ended_at - interval '30 hours' "
+                            "where job_name like '%:old' and state = 'SUCCESS'").rowcount
+    assert moved >= 1
+    proc = subprocess.run([str(DAGSTER_BIN / "python"), "-c", STALE], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = json.loads(proc.stdout)
+    assert {k: v[0] for k, v in first.items()} == {"fresh": True, "old": False, "never": False}
+    assert "more than 24 h" in first["old"][1] and "never synced" in first["never"][1]
+    assert second == {}, "a tick with nothing changed reported again"
+    stale = fleet(env, "--stale")
+    assert stale.returncode == 1
+    lines = lines_by_tenant(stale.stdout)
+    assert lines["fresh"].startswith("fresh: ") and lines["old"].startswith("stale: ")
