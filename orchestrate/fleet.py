@@ -85,8 +85,9 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str],
         "run_retries": {"enabled": True, "retry_on_asset_or_op_failure": False,
                         "max_retries": int(environ.get("TAP_ANALYTICS_FLEET_RUN_RETRIES") or 2)},
         "telemetry": {"enabled": False},
-        # no freshness policies or automation conditions here: their daemons would only tick
-        "freshness": {"enabled": False},
+        # Dagster's freshness daemon only where its policies are set; no automation
+        # conditions here: that daemon would only tick
+        "freshness": {"enabled": bool(environ.get("TAP_ANALYTICS_FLEET_FRESHNESS_HOURS"))},
         "auto_materialize": {"enabled": False, "use_sensors": False},
     }
     if launcher == "default":
