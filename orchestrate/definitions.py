@@ -21,14 +21,13 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 
 from orchestrate import staleness
+from orchestrate.run_tags import JOB, partition_tags
 from orchestrate.run_tenant import state_database_uri, sync
 from orchestrate.table_results import Run, column_schema, table_checks, table_results
 from orchestrate.tables import Table, TableTranslator, tables
-from orchestrate.tenants import Tenant, TenantError, load_tenants, tenant_by_id, tenants_file
+from orchestrate.tenants import Tenant, TenantError, load_tenants, tenants_file
 
 POOL = "tap_analytics"
-HOST_TAG = "tap_analytics/api_host"
-K8S_CONFIG_TAG = "dagster-k8s/config"  # read by dagster-k8s' run launcher for the run pod
 TENANTS = dg.DynamicPartitionsDefinition(name="tenants")
 
 
@@ -113,21 +112,6 @@ def build_tenant_sync(translator: TableTranslator | None = None,
     return tenant_sync
 
 
-def partition_tags(tenant_id: str) -> dict[str, str]:
-    """Each account's runs carry the host of its API: `dagster.yaml` limits the runs at once
-    per value of this tag (`TAP_ANALYTICS_FLEET_HOST_CONCURRENCY`). On Kubernetes, the run
-    pod of an account with a `secret` gets that Secret's variables, and no other's."""
-    tenant = tenant_by_id(tenant_id)
-    if tenant is None:
-        return {}
-    tags = {HOST_TAG: tenant.api_host(os.environ)}
-    if tenant.secret:
-        tags[K8S_CONFIG_TAG] = json.dumps({"container_config": {
-            "env_from": [{"secret_ref": {"name": tenant.secret}}]}})
-    return tags
-
-
-JOB = "sync_tenants"
 PARTITIONED_CONFIG = dg.PartitionedConfig(partitions_def=TENANTS,
                                           run_config_for_partition_key_fn=lambda _key: {},
                                           tags_for_partition_key_fn=partition_tags)

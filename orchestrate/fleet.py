@@ -25,7 +25,8 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFil
 
 from orchestrate import staleness
 from orchestrate.account_lock import fleet_concurrency, host_concurrency
-from orchestrate.definitions import HOST_TAG, POOL, TENANTS
+from orchestrate.definitions import POOL, TENANTS
+from orchestrate.run_tags import HOST_TAG
 from orchestrate.run_tenant import prepare_state_database, run_environment, state_database_uri
 from orchestrate.submit import DaemonSeat, hosted_daemon, submit_backfill
 from orchestrate.tenants import ROOT, TenantError, load_tenants
@@ -65,8 +66,8 @@ def instance_config(concurrency: int, environ: t.Mapping[str, str],
     it; else SQLite files in the instance's folder."""
     config: dict[str, t.Any] = {
         "run_launcher": {"module": "orchestrate.launcher", "class": "WarmRunLauncher"},
-        "run_coordinator": {"module": "dagster.core.run_coordinator",
-                            "class": "QueuedRunCoordinator",
+        "run_coordinator": {"module": "orchestrate.coordinator",
+                            "class": "AccountRunCoordinator",
                             "config": {"dequeue_interval_seconds": 1}},
         "concurrency": {"pools": {"granularity": "run", "default_limit": concurrency},
                         "runs": {"tag_concurrency_limits": [

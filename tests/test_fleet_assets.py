@@ -203,7 +203,7 @@ def test_dagster_dev_gets_the_instance_fleet_sh_uses(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert proc.stdout.splitlines() == [
-            f"QueuedRunCoordinator {name} True", "3 run",
+            f"AccountRunCoordinator {name} True", "3 run",
             str(sorted([("dagster/partition", 1), ("tap_analytics/api_host", 2)]))]
 
 

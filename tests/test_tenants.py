@@ -193,3 +193,33 @@ def test_the_schedule_asks_every_account_in_one_call_with_its_tags(tmp_path: Pat
                                 "dagster/partition_set": "sync_tenants_partition_set",
                                 "dagster/schedule_name": "every_tenant",
                                 "tap_analytics/api_host": "127.0.0.9"}.items()))]
+
+
+def test_a_run_gets_what_it_lacks_of_its_accounts_tags(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """What orchestrate.coordinator adds to a run at submission (tests/test_fleet_paths.py
+    starts runs from every path): the account's host and Secret; a run's own
+    `dagster-k8s/config` keeps what it says; an unknown account or no file adds nothing."""
+    from orchestrate.run_tags import missing_tags
+    monkeypatch.setenv("TAP_ANALYTICS_TENANTS", str(write(tmp_path, [
+        {"id": "acme", "secret": "acme-key", "settings": {"base_url": "https://API.acme.test/v1"}},
+        {"id": "globex", "settings": {}}])))
+    env_from = [{"secret_ref": {"name": "acme-key"}}]
+    assert missing_tags({"dagster/partition": "acme"}) == {
+        "tap_analytics/api_host": "api.acme.test",
+        "dagster-k8s/config": json.dumps({"container_config": {"env_from": env_from}})}
+    own = {"container_config": {"resources": {"limits": {"memory": "2Gi"}}},
+           "pod_spec_config": {"node_selector": {"pool": "etl"}}}
+    merged = missing_tags({"dagster/partition": "acme", "tap_analytics/api_host": "x",
+                           "dagster-k8s/config": json.dumps(own)})
+    assert json.loads(merged.pop("dagster-k8s/config")) == {
+        "container_config": {**own["container_config"], "env_from": env_from},
+        "pod_spec_config": own["pod_spec_config"]}
+    assert merged == {}  # a host the run names is its own choice
+    complete = {"dagster/partition": "acme", **missing_tags({"dagster/partition": "acme"})}
+    assert missing_tags(complete) == {}
+    assert list(missing_tags({"dagster/partition": "globex"})) == ["tap_analytics/api_host"]
+    assert missing_tags({"dagster/partition": "initech"}) == {}
+    assert missing_tags({}) == {}
+    monkeypatch.setenv("TAP_ANALYTICS_TENANTS", str(tmp_path / "gone.yml"))
+    assert missing_tags({"dagster/partition": "acme"}) == {}
