@@ -1,7 +1,7 @@
 """Dagster's queued run coordinator, which gives every run of an account the tags of its
 account when it is submitted, as Dagster's run attribution example adds tags.
 
-A run of the job `sync_tenants` gets them from the job's partitioned config; a run of the
+A run of the job `sync_tenants` has them from the job's partitioned config; a run of the
 assets themselves (the asset graph, an asset backfill, `Materialize` in the UI, a user's
 own schedule or sensor that targets the assets) is a run of Dagster's implicit asset job
 and carries only `dagster/partition`. Every run started through the instance passes here
@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import typing as t
 
-from dagster import AssetKey, DagsterInstance, DagsterRun
-from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
+from dagster import AssetKey, DagsterInstance, DagsterRun, QueuedRunCoordinator, SubmitRunContext
 
-from orchestrate.run_tags import JOB, missing_tags
+from orchestrate.run_tags import missing_tags
 from orchestrate.tables import Table, TableTranslator
 
 
@@ -38,18 +37,17 @@ def run_assets(instance: DagsterInstance, run: DagsterRun) -> list[AssetKey]:
 
 
 def is_account_run(instance: DagsterInstance, run: DagsterRun, prefix: t.Sequence[str]) -> bool:
-    """A run of this code location's accounts: its job, or assets under its key prefix (a
-    run of another code location never gets an account's Secret)."""
-    return run.job_name == JOB or any(
-        list(key.path[:len(prefix)]) == list(prefix) for key in run_assets(instance, run))
+    """A run of this code location's assets, under its key prefix (a run of another code
+    location whose partition has an account's name never gets that account's Secret)."""
+    return any(list(key.path[:len(prefix)]) == list(prefix) for key in run_assets(instance, run))
 
 
 class AccountRunCoordinator(QueuedRunCoordinator):
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         run = context.dagster_run
+        tags = missing_tags(run.tags)  # none for the job's runs: its config gave them
         prefix = TableTranslator().key_prefix(Table("", (), ()))
-        tags = missing_tags(run.tags) if is_account_run(self._instance, run, prefix) else {}
-        if tags:
+        if tags and is_account_run(self._instance, run, prefix):
             self._instance.add_run_tags(run.run_id, tags)
             run = self._instance.get_run_by_id(run.run_id) or run.with_tags({**run.tags, **tags})
             context = SubmitRunContext(run, context.workspace)

@@ -22,13 +22,16 @@ from tests.pg import DAGSTER_BIN, ROOT
 
 VALUES = ROOT / "deploy" / "k8s" / "values.yaml"
 LIMIT = {"key": str, "value": {"applyLimitPerUniqueValue": bool}, "limit": int}
+IMAGE = {"repository": str, "tag": str, "pullPolicy": str}
 CHART = {  # the chart's top-level keys we use, and what it reads under the ones we check
     "dagster-user-deployments": None, "runLauncher": None, "postgresql": None,
     "concurrency": {"enabled": bool,
                     "pools": {"defaultLimit": int, "granularity": str,
                               "opGranularityRunBuffer": int},
                     "runs": {"maxConcurrentRuns": int, "tagConcurrencyLimits": [LIMIT]}},
+    "dagsterWebserver": {"image": IMAGE, "volumes": None, "volumeMounts": None, "env": None},
     "dagsterDaemon": {
+        "image": IMAGE, "volumes": None, "volumeMounts": None, "env": None,
         "runMonitoring": {"enabled": bool, "startTimeoutSeconds": int,
                           "cancelTimeoutSeconds": int, "maxResumeRunAttempts": int,
                           "pollIntervalSeconds": int, "freeSlotsAfterRunEndSeconds": int},
@@ -36,7 +39,8 @@ CHART = {  # the chart's top-level keys we use, and what it reads under the ones
         "runCoordinator": {"enabled": bool, "type": str, "config": {"queuedRunCoordinator": {
             "maxConcurrentRuns": int, "tagConcurrencyLimits": [LIMIT],
             "dequeueIntervalSeconds": int, "dequeueNumWorkers": int,
-            "dequeueUseThreads": bool}}}},
+            "dequeueUseThreads": bool},
+            "customRunCoordinator": {"module": str, "class": str, "config": dict}}}},
 }
 
 
@@ -69,6 +73,9 @@ def render(values: dict) -> dict:
             "pools": {snake(k): v for k, v in (concurrency.get("pools") or {}).items()},
             "runs": {snake(k): v for k, v in (concurrency.get("runs") or {}).items()}}
     daemon = values.get("dagsterDaemon") or {}
+    coordinator = daemon.get("runCoordinator") or {}
+    if coordinator.get("enabled") and coordinator.get("type") == "CustomRunCoordinator":
+        out["run_coordinator"] = coordinator["config"]["customRunCoordinator"]
     for section in ("runMonitoring", "runRetries"):
         if section in daemon:
             out[snake(section)] = {snake(k): v for k, v in daemon[section].items()}
@@ -100,6 +107,10 @@ def test_the_chart_writes_the_limits_fleet_sh_writes() -> None:
     assert rendered["run_retries"] == {k: v for k, v in fleet["run_retries"].items()}
     assert rendered["run_monitoring"]["enabled"] is True
     assert rendered["run_monitoring"]["max_resume_run_attempts"] == 0
+    # the coordinator that gives runs of the assets their account's tags (fleet.sh's is
+    # polled each second, the chart's every 5)
+    assert {k: v for k, v in rendered["run_coordinator"].items() if k != "config"} == {
+        k: v for k, v in fleet["run_coordinator"].items() if k != "config"}
     # values that leave `enabled` out write no concurrency at all: no limit, no pool
     assert "concurrency" not in render({"concurrency": {"pools": {"defaultLimit": 4}}})
 
@@ -118,9 +129,17 @@ def test_the_chart_and_the_image_are_pinned() -> None:
     install = f"dagster/dagster --version {version}"
     assert install in VALUES.read_text()
     assert install in (ROOT / "docs" / "KUBERNETES.md").read_text()
-    image = yaml.safe_load(VALUES.read_text())["dagster-user-deployments"]["deployments"][0][
-        "image"]
+    values = yaml.safe_load(VALUES.read_text())
+    image = values["dagster-user-deployments"]["deployments"][0]["image"]
     assert re.fullmatch(r"git-[0-9a-f]{7,40}", image["tag"]), image["tag"]
+    # the UI and the daemon load orchestrate.coordinator and the tenants file: same image
+    for section in ("dagsterWebserver", "dagsterDaemon"):
+        assert values[section]["image"] == image, section
+        assert values[section]["volumeMounts"] == values["runLauncher"]["config"][
+            "k8sRunLauncher"]["volumeMounts"], section
+        assert f"--set {section}.image.tag=git-<commit>" in VALUES.read_text()
+        assert f"--set {section}.image.tag=git-<commit>" in (
+            ROOT / "docs" / "KUBERNETES.md").read_text()
     minor = version.split(".", 1)[1]  # dagster 1.13.27 <-> its libraries 0.29.27
     assert re.search(rf"^dagster-k8s==0\.\d+\.{re.escape(minor.split('.')[1])}$",
                      (ROOT / "orchestrate" / "requirements.txt").read_text(), re.M)
