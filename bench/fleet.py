@@ -3,6 +3,7 @@
 
     .venv/bin/python bench/fleet.py [--accounts 6] [--sizes 1,10] [--latencies 0,50]
                                     [--at-once 2,8] [--profile]
+    .venv/bin/python bench/fleet.py --accounts 6,12 ...   # and the cost of one account more
 
 Each account is its own fake API (own data, key) and schema in one throwaway PostgreSQL.
 Size 1 is a small account (~4,400 rows over 15 tables, page size 100), size 10 ten times
@@ -14,7 +15,10 @@ whole machine's busy time, less this process's: the fake APIs run in it), wall p
 account, accounts per core-minute, peak memory per account in flight (the process tree's
 proportional set size, shared pages of forked processes counted once, sampled every 0.2 s,
 divided by the accounts at once), and the ratio fleet/pipe. `--rounds 3` runs each case
-three times and prints the round with the median ratio.
+three times and prints the round with the median ratio. With two account counts
+(`--accounts 6,12`), each case runs at both, side by side, and adds what one account more
+costs each way ((CPU at 12 - CPU at 6) / 6): a `fleet.sh`'s fixed cost (importing Dagster,
+hosting its daemon, the fork server), which a long-running daemon pays once, drops out.
 `--profile` adds where the fleet's CPU went, by program.
 """
 
@@ -139,7 +143,8 @@ def row(way: str, m: Measured, accounts: int, at_once: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--accounts", type=int, default=6)
+    parser.add_argument("--accounts", default="6",
+                        help="accounts per case; two counts (6,12) add the marginal cost")
     parser.add_argument("--sizes", default="1,10")
     parser.add_argument("--latencies", default="0,50")
     parser.add_argument("--at-once", default="2,8")
@@ -164,59 +169,81 @@ def main() -> None:
                                               text=True, check=True).stdout)
             tap_config = meltano_config("tap-analytics", {})
             target_config = meltano_config("target-postgres", {})
+            counts = [int(x) for x in args.accounts.split(",")]
             for size in [int(x) for x in args.sizes.split(",")]:
                 servers = [start_server(scale=SMALL * size, segments=10,
                                         api_key=f"bench-key-{i:03d}")
-                           for i in range(args.accounts)]
+                           for i in range(max(counts))]
                 try:
                     for latency in [float(x) for x in args.latencies.split(",")]:
                         for at_once in [int(x) for x in args.at_once.split(",")]:
                             rounds = []
                             for round_ in range(args.rounds):
-                                label = (f"s{size}_l{latency:g}_n{at_once}_r{round_}"
-                                         .replace(".", "_"))
-                                for server in servers:
-                                    server.admin("reset")
-                                    server.admin("config", {"latency_ms": latency})
-                                pipe = run_pipes(label, servers, cluster, at_once, tmp,
-                                                 tap_config, target_config, catalog,
-                                                 args.profile)
-                                fleet = run_fleet(label, servers, cluster, at_once, tmp,
-                                                  catalog, args.profile,
-                                                  args.dagster_storage)
-                                rounds.append((fleet.cpu / pipe.cpu, pipe, fleet))
-                                print(f"{label}: pipe {pipe.cpu / args.accounts:.2f} s, "
-                                      f"fleet {fleet.cpu / args.accounts:.2f} s CPU per "
-                                      "account", file=sys.stderr)
-                            _, pipe, fleet = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
-                            results.append((size, latency, at_once, pipe, fleet))
+                                runs = {}
+                                for count in counts:
+                                    label = (f"s{size}_l{latency:g}_n{at_once}_a{count}_"
+                                             f"r{round_}").replace(".", "_")
+                                    some = servers[:count]
+                                    for server in some:
+                                        server.admin("reset")
+                                        server.admin("config", {"latency_ms": latency})
+                                    pipe = run_pipes(label, some, cluster, at_once, tmp,
+                                                     tap_config, target_config, catalog,
+                                                     args.profile)
+                                    fleet = run_fleet(label, some, cluster, at_once, tmp,
+                                                      catalog, args.profile,
+                                                      args.dagster_storage)
+                                    runs[count] = (pipe, fleet)
+                                    print(f"{label}: pipe {pipe.cpu / count:.2f} s, "
+                                          f"fleet {fleet.cpu / count:.2f} s CPU per "
+                                          "account", file=sys.stderr)
+                                pipe, fleet = runs[counts[0]]
+                                rounds.append((fleet.cpu / pipe.cpu, runs))
+                            _, runs = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+                            results.append((size, latency, at_once, runs))
                 finally:
                     for server in servers:
                         server.server.shutdown()
     finally:
         stop_cluster(cluster)
-    report(results, args.accounts)
+    report(results)
 
 
-def report(results: list, accounts: int) -> None:
-    print(f"\n{accounts} accounts per case, {os.cpu_count()} cores; size 1 = ~4,400 rows\n")
-    print("| size | ms per request | at once | way | CPU per account | wall per account "
-          "| accounts per core-minute | peak memory per account in flight |")
-    print("|---:|---:|---:|---|---:|---:|---:|---:|")
-    for size, latency, at_once, pipe, fleet in results:
-        for way, m in (("pipe", pipe), ("fleet", fleet)):
-            print(f"| {size} | {latency:g} | {at_once} | {row(way, m, accounts, at_once)} |")
-        print(f"| | | | **fleet / pipe** | **{fleet.cpu / pipe.cpu:.2f}x** | "
-              f"{fleet.wall / pipe.wall:.2f}x | | {fleet.peak / pipe.peak:.2f}x |")
-    for size, latency, at_once, pipe, fleet in results:
+def report(results: list) -> None:
+    counts = sorted(results[0][3])
+    print(f"\n{', '.join(map(str, counts))} accounts per case, {os.cpu_count()} cores; "
+          "size 1 = ~4,400 rows\n")
+    print("| size | ms per request | at once | accounts | way | CPU per account "
+          "| wall per account | accounts per core-minute | peak memory per account in flight |")
+    print("|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    for size, latency, at_once, runs in results:
+        for count in counts:
+            pipe, fleet = runs[count]
+            for way, m in (("pipe", pipe), ("fleet", fleet)):
+                print(f"| {size} | {latency:g} | {at_once} | {count} | "
+                      f"{row(way, m, count, at_once)} |")
+            print(f"| | | | | **fleet / pipe** | **{fleet.cpu / pipe.cpu:.2f}x** | "
+                  f"{fleet.wall / pipe.wall:.2f}x | | {fleet.peak / pipe.peak:.2f}x |")
+        if len(counts) == 2:
+            (low, (pipe0, fleet0)), (high, (pipe1, fleet1)) = sorted(runs.items())
+            more = high - low
+            pipe_more = (pipe1.cpu - pipe0.cpu) / more
+            fleet_more = (fleet1.cpu - fleet0.cpu) / more
+            print(f"| | | | {low}→{high} | **one account more** | pipe {pipe_more:.2f} s, "
+                  f"fleet {fleet_more:.2f} s: **{fleet_more / pipe_more:.2f}x** | | | |")
+            print(f"| | | | | fleet.sh's fixed cost | "
+                  f"{fleet0.cpu - low * fleet_more:.1f} s | | | |")
+    for size, latency, at_once, runs in results:
+        count = counts[-1]
+        pipe, fleet = runs[count]
         if fleet.profile:
-            print(f"\nWhere the CPU went, size {size}, {latency:g} ms, {at_once} at once "
-                  "(seconds per account, sampled):\n")
+            print(f"\nWhere the CPU went, size {size}, {latency:g} ms, {at_once} at once, "
+                  f"{count} accounts (seconds per account, sampled):\n")
             print("| program | fleet | pipe |\n|---|---:|---:|")
             for name, cpu in fleet.profile.items():
-                if cpu / accounts >= 0.01:
-                    print(f"| {name} | {cpu / accounts:.2f} | "
-                          f"{pipe.profile.get(name, 0) / accounts:.2f} |")
+                if cpu / count >= 0.01:
+                    print(f"| {name} | {cpu / count:.2f} | "
+                          f"{pipe.profile.get(name, 0) / count:.2f} |")
 
 
 if __name__ == "__main__":

@@ -114,9 +114,18 @@ class AnalyticsStream(RetryingRequests, PagedListing, SchemaPublication, ChildLi
 
     @property
     def versioned(self) -> bool:
-        """A full-table stream whose target drops rows the API no longer lists."""
-        return (self.settings.emit_activate_version_messages
-                and self.replication_method == "FULL_TABLE")
+        """A full-table stream whose target drops rows the API no longer lists: one read
+        whole every run. Not a child of an incremental parent (or grandparent): it reads
+        only the children of the parents that changed, and the target would drop the rest."""
+        if not (self.settings.emit_activate_version_messages
+                and self.replication_method == "FULL_TABLE"):
+            return False
+        parent = self.parent_stream_type
+        while parent is not None:
+            if self.analytics_tap.streams[parent.resource.name].replication_method != "FULL_TABLE":
+                return False
+            parent = parent.parent_stream_type
+        return True
 
     def get_records(self, context: Context | None) -> t.Iterable[dict]:
         self.start_conformer()
