@@ -410,7 +410,7 @@ def test_two_orchestrators_never_sync_one_account_twice(storage: str, cluster: C
             server.server.server_close()
 
 
-MANY = {"small": 16, "full": 64}[os.environ.get("TEST_SCALE", "small")]
+MANY = {"small": 10, "full": 64}[os.environ.get("TEST_SCALE", "small")]
 
 
 def test_many_accounts_land_exactly_with_dagster_storage_in_postgresql(
