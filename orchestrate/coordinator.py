@@ -22,6 +22,7 @@ from dagster import AssetKey, DagsterInstance, DagsterRun, QueuedRunCoordinator,
 
 from orchestrate.run_tags import missing_tags
 from orchestrate.tables import Table, TableTranslator
+from orchestrate.tenants import TenantError
 
 
 def run_assets(instance: DagsterInstance, run: DagsterRun) -> list[AssetKey]:
@@ -45,7 +46,12 @@ def is_account_run(instance: DagsterInstance, run: DagsterRun, prefix: t.Sequenc
 class AccountRunCoordinator(QueuedRunCoordinator):
     def submit_run(self, context: SubmitRunContext) -> DagsterRun:
         run = context.dagster_run
-        tags = missing_tags(run.tags)  # none for the job's runs: its config gave them
+        try:
+            tags = missing_tags(run.tags)  # none for the job's runs: its config gave them
+        except TenantError as exc:  # the run goes on; without its key it fails, saying so
+            self._logger.warning("run %s: its account's tags are not added: %s",
+                                 run.run_id[:8], exc)
+            tags = {}
         prefix = TableTranslator().key_prefix(Table("", (), ()))
         if tags and is_account_run(self._instance, run, prefix):
             self._instance.add_run_tags(run.run_id, tags)

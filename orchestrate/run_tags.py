@@ -7,7 +7,7 @@ import json
 import os
 import typing as t
 
-from orchestrate.tenants import TenantError, tenant_by_id
+from orchestrate.tenants import tenant_by_id
 
 JOB = "sync_tenants"  # the code location's job: its runs carry these tags from its config
 HOST_TAG = "tap_analytics/api_host"
@@ -32,12 +32,9 @@ def missing_tags(tags: t.Mapping[str, str]) -> dict[str, str]:
     """What a run of an account lacks of `partition_tags` (a run of the assets started from
     the asset graph, an asset backfill or a user's own schedule or sensor carries only
     `dagster/partition`). A `dagster-k8s/config` of the run's own keeps what it says and
-    gains the account's Secret."""
+    gains the account's Secret. Raises `TenantError` when the tenants file cannot be read."""
     account = tags.get(PARTITION_TAG)
-    try:
-        wanted = partition_tags(account) if account else {}
-    except TenantError:  # no tenants file here: the run itself says so
-        return {}
+    wanted = partition_tags(account) if account else {}  # TenantError: no tenants file here
     missing = {k: v for k, v in wanted.items() if k not in tags}
     if K8S_CONFIG_TAG in wanted and K8S_CONFIG_TAG in tags:
         [secret] = [ref["secret_ref"]["name"] for ref in json.loads(

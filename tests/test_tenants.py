@@ -199,7 +199,7 @@ def test_a_run_gets_what_it_lacks_of_its_accounts_tags(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """What orchestrate.coordinator adds to a run at submission (tests/test_fleet_paths.py
     starts runs from every path): the account's host and Secret; a run's own
-    `dagster-k8s/config` keeps what it says; an unknown account or no file adds nothing."""
+    `dagster-k8s/config` keeps what it says; an unknown account adds nothing."""
     from orchestrate.run_tags import missing_tags
     monkeypatch.setenv("TAP_ANALYTICS_TENANTS", str(write(tmp_path, [
         {"id": "acme", "secret": "acme-key", "settings": {"base_url": "https://API.acme.test/v1"}},
@@ -222,4 +222,5 @@ def test_a_run_gets_what_it_lacks_of_its_accounts_tags(tmp_path: Path,
     assert missing_tags({"dagster/partition": "initech"}) == {}
     assert missing_tags({}) == {}
     monkeypatch.setenv("TAP_ANALYTICS_TENANTS", str(tmp_path / "gone.yml"))
-    assert missing_tags({"dagster/partition": "acme"}) == {}
+    with pytest.raises(TenantError, match=r"gone\.yml: cannot be read"):
+        missing_tags({"dagster/partition": "acme"})  # the coordinator says so in one line
