@@ -148,6 +148,18 @@ def test_a_daemon_beside_a_code_server_lands_every_account(
     assert report["materialized"] == {f"tap_analytics/{name}": list(IDS) for name in KEYS}
 
 
+def stop_group(proc: subprocess.Popen, log: Path) -> None:
+    """Stop a process started in a session of its own (`dagster dev` and what it started),
+    and keep its log with the test's outputs."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    OUTPUTS.append(log.read_text())
+
+
 HEARTBEATS = """
 import dagster as dg
 with dg.DagsterInstance.get() as instance:
@@ -191,10 +203,4 @@ def test_fleet_sh_beside_dagster_dev_starts_no_second_daemon(
         assert set(beats.stdout.split()) == ids, "a second daemon sent heartbeats"
         assert_tables_equal_server(cluster, "assets_beside", server)
     finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        try:
-            dev.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait()
-        OUTPUTS.append(log.read_text())
+        stop_group(dev, log)

@@ -14,8 +14,6 @@ its limit is the host slot each sync takes, tests/test_fleet_lock.py.)"""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -25,10 +23,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import OUTPUTS
 from tests.pg import DAGSTER_BIN, ROOT, Cluster
 from tests.test_fleet import fleet, fleet_env
-from tests.test_fleet_cold import free_port
+from tests.test_fleet_cold import free_port, stop_group
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 PATH_TAG = "test/path"  # tests/fleet_paths.py's (its module imports Dagster)
@@ -127,13 +124,7 @@ def test_every_path_of_starting_a_run_carries_its_accounts_tags(
             assert time.monotonic() < deadline, (counts, log.read_text()[-3000:])
             time.sleep(1)
     finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        try:
-            dev.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait()
-        OUTPUTS.append(log.read_text())
+        stop_group(dev, log)
     for tags in found:
         account, where = tags[PARTITION], path_of(tags)
         assert tags["status"] == "QUEUED", (where, found)  # the host's limit held it
