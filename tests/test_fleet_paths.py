@@ -118,7 +118,9 @@ def test_every_path_of_starting_a_run_carries_its_accounts_tags(
             found = [{tag["key"]: tag["value"] for tag in run["tags"]} | {
                 "status": run["status"]} for run in runs]
             counts = {p: sum(path_of(tags) == p for tags in found) for p in PATHS}
-            if all(counts[p] >= n for p, n in PATHS.items()):
+            # a run the daemon made is NOT_STARTED until submitted (tagged, queued)
+            if all(counts[p] >= n for p, n in PATHS.items()) and all(
+                    tags["status"] != "NOT_STARTED" for tags in found):
                 break
             assert dev.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, (counts, log.read_text()[-3000:])
