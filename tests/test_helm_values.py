@@ -150,6 +150,9 @@ def test_the_image_runs_as_a_user_without_test_tools() -> None:
     users = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert users and users[-1].split(":")[0] not in ("root", "0"), users
     assert "scripts/setup.sh --image" in dockerfile
+    # the chart's DAGSTER_HOME (its default dagsterHome), writable by that user
+    home = yaml.safe_load(VALUES.read_text()).get("dagsterHome", "/opt/dagster/dagster_home")
+    assert f"chown tap:tap {home}" in dockerfile and "--uid 10001" in dockerfile
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {"tests", "bench", ".venv", ".venv-*", ".meltano", ".env"} <= set(ignored)
     # --image makes no .venv (the tap's test tools): only Meltano's and Dagster's venvs
