@@ -55,6 +55,5 @@ class AccountRunCoordinator(QueuedRunCoordinator):
         prefix = TableTranslator().key_prefix(Table("", (), ()))
         if tags and is_account_run(self._instance, run, prefix):
             self._instance.add_run_tags(run.run_id, tags)
-            run = self._instance.get_run_by_id(run.run_id) or run.with_tags({**run.tags, **tags})
-            context = SubmitRunContext(run, context.workspace)
+            context = SubmitRunContext(run.with_tags({**run.tags, **tags}), context.workspace)
         return super().submit_run(context)
